@@ -1,0 +1,36 @@
+"""Tasks: problems, answer checking and rewards (math here; code tasks live beside them)."""
+
+from .annotations import AnnotationCheck, annotation_reward, check_annotations
+from .gsm_symbolic import GsmSymbolic, Template, TemplateError, instantiate, load_instruction, load_templates
+from .math_answers import (
+    DatasetFormatError,
+    extract_answer,
+    extract_boxed,
+    is_equivalent,
+    load_gsm8k_jsonl,
+    load_math_jsonl,
+)
+from .problem import Problem
+from .safe_eval import SafeEvalError, compile_expr, safe_eval
+
+__all__ = [
+    "AnnotationCheck",
+    "DatasetFormatError",
+    "GsmSymbolic",
+    "Problem",
+    "SafeEvalError",
+    "Template",
+    "TemplateError",
+    "annotation_reward",
+    "check_annotations",
+    "compile_expr",
+    "extract_answer",
+    "extract_boxed",
+    "is_equivalent",
+    "instantiate",
+    "load_gsm8k_jsonl",
+    "load_instruction",
+    "load_math_jsonl",
+    "load_templates",
+    "safe_eval",
+]
