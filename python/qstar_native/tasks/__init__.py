@@ -1,6 +1,7 @@
 """Tasks: problems, answer checking and rewards (math here; code tasks live beside them)."""
 
 from .annotations import AnnotationCheck, annotation_reward, check_annotations
+from .code import CodeProblem, check_program, load_humaneval, load_mbpp, syntax_reward
 from .gsm_symbolic import GsmSymbolic, Template, TemplateError, instantiate, load_instruction, load_templates
 from .math_answers import (
     DatasetFormatError,
