@@ -89,6 +89,17 @@ def test_parity_property(B, H, M, seed, lam):
     assert_parity(hidden, last, head, g, lam, torch.float32)
 
 
+def test_split_mlp_is_deterministic_and_resets_counters():
+    """M = 40 spans three M blocks: partials are reduced by the last block to arrive."""
+    hidden, last, g = make_batch(20, 24, torch.float32, seed=9)  # two candidate blocks
+    head = make_head(24, 40, torch.float32, 9)
+    q1, f1 = qhead.qhead_triton(hidden, last, head, g, 0.5)
+    q2, f2 = qhead.qhead_triton(hidden, last, head, g, 0.5)
+    assert torch.equal(q1, q2) and torch.equal(f1, f2)
+    assert all(int(c.abs().sum()) == 0 for c in qhead._COUNTERS.values())
+    torch.testing.assert_close(q1, qhead.qhead_reference(hidden, last, head, g, 0.5)[0])
+
+
 def test_only_gathered_rows_are_read():
     hidden, last, g = make_batch(4, 16, torch.float32, seed=1)
     not_last = torch.ones(hidden.shape[0], dtype=torch.bool)
