@@ -188,7 +188,7 @@ Status Engine::validate_batch(const ChildBatch& b) const {
   if (b.keys && b.keys->size() != b.num_children)
     return Status::invalid_argument("keys has " + std::to_string(b.keys->size()) + " entries for " +
                                     std::to_string(b.num_children) + " children; give one key per child");
-  if (config_.dedup && keyed_ != (b.keys != nullptr))
+  if (config_.dedup && b.num_children > 0 && keyed_ != (b.keys != nullptr))
     return Status::invalid_argument(keyed_ ? "the root has a key, so every child needs a key"
                                            : "the root has no key, so children cannot have keys; "
                                              "pass key= to the root to de-duplicate by key");
