@@ -7,7 +7,7 @@ are checked and converted, so every mistake gets an error that names the argumen
 from __future__ import annotations
 
 import numbers
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 
@@ -157,7 +157,7 @@ class Engine:
             rewards=np.asarray(rewards, dtype=np.float64),
             q=np.asarray(qs, dtype=np.float64),
             terminal=np.asarray(terminal, dtype=np.bool_),
-            keys=keys if keys and all(has_key) else None,
+            keys=[k for k in keys if k is not None] if keys and all(has_key) else None,
         )
         out, start = [], 0
         for n in counts:
@@ -204,7 +204,7 @@ class Engine:
 
     @property
     def stop_reason(self) -> StopReason:
-        return self._core.stop_reason
+        return cast(StopReason, self._core.stop_reason)
 
     @property
     def solutions(self) -> list[int]:

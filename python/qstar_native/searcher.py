@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import replace
 from typing import Callable, Sequence
@@ -70,7 +71,8 @@ class Searcher:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.expand = expand
         self.batch_size = batch_size
-        self._engine_args = dict(
+        self._new_engine: Callable[[], Engine] = functools.partial(
+            Engine,
             lam=lam,
             aggregate=aggregate,
             num_solutions=num_solutions,
@@ -82,11 +84,11 @@ class Searcher:
             vocab_size=vocab_size,
             dedup=dedup,
         )
-        Engine(**self._engine_args)  # fail fast on a bad configuration
+        self._new_engine()  # fail fast on a bad configuration
 
     def new_engine(self) -> Engine:
         """A fresh engine with this Searcher's configuration (for ask/tell use)."""
-        return Engine(**self._engine_args)
+        return self._new_engine()
 
     def search(self, root_tokens: Tokens, *, key: str | bytes | None = None) -> SearchResult:
         """Searches one problem from its root tokens."""

@@ -1,0 +1,49 @@
+"""Type stubs for the compiled core. Use the checked wrappers in qstar_native instead."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+class Engine:
+    def __init__(
+        self,
+        lam: float,
+        aggregate: str,
+        num_solutions: int | None,
+        max_expansions: int | None,
+        max_nodes: int | None,
+        max_depth: int | None,
+        max_tokens: int | None,
+        frontier_capacity: int | None,
+        vocab_size: int | None,
+        dedup: bool,
+    ) -> None: ...
+    def add_root(self, tokens: npt.NDArray[np.int32], h: float, key: bytes | None) -> int: ...
+    def select(self, k: int) -> npt.NDArray[np.int64]: ...
+    def expand(
+        self,
+        parents: npt.NDArray[np.int64],
+        child_counts: npt.NDArray[np.int64],
+        tokens: npt.NDArray[np.int32],
+        step_lengths: npt.NDArray[np.int64],
+        rewards: npt.NDArray[np.float64],
+        q: npt.NDArray[np.float64],
+        terminal: npt.NDArray[np.uint8],
+        keys: list[bytes] | None,
+    ) -> npt.NDArray[np.int64]: ...
+    def release(self, ids: npt.NDArray[np.int64]) -> None: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def stop_reason(self) -> str: ...
+    @property
+    def solutions(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def num_nodes(self) -> int: ...
+    def stats(self) -> dict[str, Any]: ...
+    def node(self, id: int) -> dict[str, Any]: ...
+    def step_tokens(self, id: int) -> npt.NDArray[np.int32]: ...
+    def state_tokens(self, id: int) -> npt.NDArray[np.int32]: ...
+    def path(self, id: int) -> npt.NDArray[np.int64]: ...
+    def frontier(self, limit: int) -> npt.NDArray[np.int64]: ...
