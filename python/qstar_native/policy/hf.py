@@ -42,7 +42,7 @@ from transformers import DynamicCache
 from ..engine import Engine, as_tokens
 from ..searcher import ExpandFn
 from ..types import Child, Node, Tokens
-from ._ref_prefix_cache import prefix_cache_class
+from ..prefix_cache import CacheFullError, PrefixCache
 from .kv_pool import KVPool, blocks_for_capacity
 from .runner import ModelRunner
 from .sampling import draw, node_seed, sampling_probs
@@ -179,7 +179,7 @@ class HFPolicy:
                 stacklevel=2,
             )
         self.pool: KVPool | None = None
-        self.cache = None
+        self.cache: PrefixCache | None = None
         if self.sharing:
             if kv_capacity is None and kv_blocks is None:
                 kv_capacity = DEFAULT_KV_CAPACITY
@@ -187,8 +187,7 @@ class HFPolicy:
                 probe.layer_shapes, probe.dtype, block_size, kv_capacity=kv_capacity, kv_blocks=kv_blocks
             )
             self.pool = KVPool(probe.layer_shapes, nblocks, block_size, dtype=probe.dtype, device=self.runner.device)
-            cache_cls, self._cache_full = prefix_cache_class()
-            self.cache = cache_cls(nblocks, block_size)
+            self.cache = PrefixCache(nblocks, block_size)
         self._frontier: dict[bytes, list[int]] = {}
         self.reset_counters()
 
@@ -216,7 +215,7 @@ class HFPolicy:
     def _allocate(self, n: int) -> np.ndarray:
         try:
             return np.asarray(self.cache.allocate(n), dtype=np.int64)
-        except self._cache_full:
+        except CacheFullError:
             if not self._frontier:
                 raise
         self.pins_dropped += sum(len(h) for h in self._frontier.values())
@@ -337,14 +336,15 @@ class HFPolicy:
     def _allocate_batch(self, n: int, seqs: list[np.ndarray], start: list[int]) -> np.ndarray:
         try:
             return self._allocate(n)
-        except self._cache_full as err:
-            need = sum(len(s) - p for s, p in zip(seqs, start))
-            pool = self.pool
+        except CacheFullError as err:
+            pool, bs = self.pool, self.pool.block_size
+            need = sum(-(-len(s) // bs) for s in seqs)  # whole states: the cached part is pinned
+            uncached = sum(len(s) - p for s, p in zip(seqs, start))
             raise KVCapacityError(
-                f"the KV pool ({pool.num_blocks} blocks of {pool.block_size} tokens, {pool.nbytes} bytes) "
-                f"cannot hold this batch: its {len(seqs)} nodes need {need} uncached tokens while the rest "
-                f"is pinned by the batch; raise kv_capacity (at least {need * pool.bytes_per_slot * 2} bytes "
-                f"is a safe start) or expand fewer nodes per batch (Searcher batch_size)"
+                f"the KV pool ({pool.num_blocks} blocks of {bs} tokens, {pool.nbytes} bytes) cannot hold "
+                f"one batch: its {len(seqs)} states take {need} blocks ({uncached} tokens uncached) and "
+                f"nothing else can be evicted; raise kv_capacity to at least {2 * need * bs * pool.bytes_per_slot} "
+                f"bytes (kv_blocks={2 * need}) or expand fewer nodes per batch (Searcher batch_size)"
             ) from err
 
     def _gathered_cache(self, prefix_slots: list[np.ndarray], P: int) -> DynamicCache:
@@ -447,7 +447,7 @@ class HFPolicy:
         if have < len(done):
             try:
                 slots = self._allocate(len(done) - have)
-            except self._cache_full:
+            except CacheFullError:
                 self.writeback_skipped += 1
                 return
             q = np.arange(have, len(done))

@@ -1,0 +1,121 @@
+"""Exactness: logits and log-probs computed on gathered (reused) KV equal a full forward from scratch.
+
+The oracle is a plain forward of the whole sequence with no cache (float32, atol 1e-4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from policy_tiny import FAMILIES, char_tokenizer, full_logits, step_logprob, tiny_model
+from qstar_native.policy import HFPolicy, stack_hidden
+
+ATOL = 1e-4
+TOK = char_tokenizer()
+
+
+def enc(text: str) -> np.ndarray:
+    return np.asarray(TOK.encode(text), dtype=np.int32)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def model(request):
+    return tiny_model(request.param)
+
+
+def assert_exact(policy, model, seqs):
+    results = policy.forward_logits(seqs)
+    for s, (start, logits) in zip(seqs, results):
+        want = full_logits(model, s)[start:]
+        assert logits.shape == want.shape
+        torch.testing.assert_close(logits, want, atol=ATOL, rtol=0)
+    return [start for start, _ in results]
+
+
+@pytest.mark.parametrize("block_size", [1, 4])
+def test_ragged_batch_reuses_prefixes_exactly(model, block_size):
+    policy = HFPolicy(model, TOK, kv_blocks=256, block_size=block_size)
+    assert policy.sharing
+    q = enc("Tom has 12 apples and buys 5 more.\n")
+    policy.forward_logits([q])  # cache the question
+    batch = [
+        np.concatenate([q, enc("12+5=17\n")]),  # long suffix
+        np.concatenate([q, enc("x")]),  # one new token
+        q[:9],  # a prefix of a cached state, ending mid-block for block_size 4
+        enc("Another question?\n"),  # nothing cached
+        np.concatenate([q, enc("12+5=17\nSo 17.")]),  # shares the first suffix (same batch)
+    ]
+    starts = assert_exact(policy, model, batch)
+    bs = block_size
+    assert starts[0] == (len(q) // bs) * bs and starts[1] == (len(q) // bs) * bs
+    assert starts[2] == ((9 - 1) // bs) * bs  # fully cached: back off so the last token is recomputed
+    assert starts[3] == 0
+    # the second batch reuses what the first one wrote, including mid-block states
+    starts = assert_exact(policy, model, [np.concatenate([q, enc("12+5=17\nSo 17. Done")]), batch[1]])
+    assert starts[0] >= ((len(batch[4])) // bs) * bs - bs and starts[1] == ((len(batch[1]) - 1) // bs) * bs
+
+
+def test_exact_after_evictions(model):
+    policy = HFPolicy(model, TOK, kv_blocks=40, block_size=4)  # 160 token slots
+    rng = np.random.default_rng(0)
+    texts = [enc("".join(rng.choice(list("abcdefgh 123"), size=int(rng.integers(10, 30))))) for _ in range(12)]
+    for i in range(0, len(texts), 2):
+        assert_exact(policy, model, texts[i : i + 2])
+        assert_exact(policy, model, [np.concatenate([t, enc("more text")]) for t in texts[i : i + 2]])
+    assert policy.cache.stats().evictions > 0
+    # states whose prefixes survived and ones that were evicted, mixed in one batch
+    assert_exact(policy, model, [np.concatenate([t, enc("!")]) for t in texts[-3:]] + [texts[0]])
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_candidate_logprobs_match_full_forward(model, temperature):
+    """Decode runs on the gathered prefix, then on a batch of rows that split per draw; every
+    candidate's log-prob must equal the full-forward oracle, in the first batch and in a second
+    one built on the written-back children."""
+    policy = HFPolicy(model, TOK, num_candidates=5, temperature=temperature, max_step_tokens=6, kv_blocks=512, seed=3)
+    roots = [enc("Q: 3+4?\n"), enc("Q: two plus two equals what?\n")]
+    cands = policy.propose(roots)
+    assert sum(c.count for c in cands[0]) == 5 and sum(c.count for c in cands[1]) == 5
+    children = []
+    for root, cs in zip(roots, cands):
+        assert len({c.tokens.tobytes() for c in cs}) == len(cs)  # deduplicated
+        for c in cs:
+            assert c.logprob == pytest.approx(step_logprob(model, root, c.tokens), abs=ATOL)
+            children.append(np.concatenate([root, c.tokens]))
+    before = policy.tokens_forwarded
+    cands2 = policy.propose(children[:3])
+    assert policy.prefill_tokens - (before - policy.decode_tokens) >= 0
+    for state, cs in zip(children[:3], cands2):
+        for c in cs:
+            assert c.logprob == pytest.approx(step_logprob(model, state, c.tokens), abs=ATOL)
+
+
+def test_greedy_step_equals_generate(model):
+    policy = HFPolicy(model, TOK, num_candidates=3, temperature=0.0, max_step_tokens=12, kv_blocks=512)
+    prompts = [enc("Solve: 7*6=?\n"), enc("Hi\n"), enc("A longer prompt with more characters\n")]
+    policy.forward_logits([prompts[0][:5]])  # a partially cached prompt in the batch
+    for prompt, cs in zip(prompts, policy.propose(prompts)):
+        assert len(cs) == 1 and cs[0].count == 3
+        ids = torch.as_tensor(prompt, dtype=torch.long)[None]
+        gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                             pad_token_id=0)[0, len(prompt):].tolist()
+        cut = next((i + 1 for i, t in enumerate(gen) if t == 0 or "\n" in TOK.decode([t])), len(gen))
+        assert cs[0].tokens.tolist() == gen[:cut]
+
+
+def test_hidden_state_is_final_normed_state_of_last_token(model):
+    policy = HFPolicy(model, TOK, num_candidates=3, temperature=1.0, max_step_tokens=5, kv_blocks=512, return_hidden=True)
+    root = enc("Hidden?\n")
+    cs = policy.propose([root])[0]
+    hidden = stack_hidden(cs)
+    for c, h in zip(cs, hidden):
+        seq = torch.as_tensor(np.concatenate([root, c.tokens]), dtype=torch.long)[None]
+        with torch.inference_mode():
+            want = model(seq, output_hidden_states=True).hidden_states[-1][0, -1]
+        torch.testing.assert_close(h, want, atol=ATOL, rtol=0)
+    # the fed last token was written back: expanding a child recomputes only one token
+    before = policy.prefill_tokens
+    policy.propose([np.concatenate([root, cs[0].tokens])])
+    assert policy.prefill_tokens - before == 1
