@@ -6,9 +6,11 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "prefix_cache.hpp"
 #include "search.hpp"
 
 namespace py = pybind11;
@@ -79,6 +81,24 @@ NodeId checked_id(const Engine& e, NodeId id) {
     throw py::index_error("node id " + std::to_string(id) + " does not exist (this engine has " +
                           std::to_string(e.nodes().size()) + " nodes)");
   return id;
+}
+
+// Raised (as _core.CacheFullError, a MemoryError) when allocate() cannot make room.
+struct CacheFull : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+py::dict cache_stats_dict(const PrefixCacheStats& s) {
+  py::dict d;
+  d["hit_tokens"] = s.hit_tokens;
+  d["computed_tokens"] = s.computed_tokens;
+  d["evictions"] = s.evictions;
+  d["blocks_in_use"] = s.blocks_in_use;
+  d["free_blocks"] = s.free_blocks;
+  d["pinned_blocks"] = s.pinned_blocks;
+  d["num_blocks"] = s.num_blocks;
+  d["block_size"] = s.block_size;
+  return d;
 }
 
 }  // namespace
@@ -198,4 +218,98 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "frontier", [](const Engine& e, size_t limit) { return to_numpy(e.frontier_snapshot(limit)); },
           py::arg("limit"));
+
+  py::register_exception<CacheFull>(m, "CacheFullError", PyExc_MemoryError);
+  py::class_<PrefixCache>(m, "PrefixCache")
+      .def(py::init([](int64_t num_blocks, int64_t block_size) {
+             raise_if_error(PrefixCache::validate(num_blocks, block_size));
+             return PrefixCache(num_blocks, block_size);
+           }),
+           py::arg("num_blocks"), py::arg("block_size"))
+      .def_property_readonly("num_blocks", &PrefixCache::num_blocks)
+      .def_property_readonly("block_size", &PrefixCache::block_size)
+      .def(
+          "match",
+          [](PrefixCache& c, CArray<int32_t> tokens) {
+            std::vector<int64_t> slots;
+            Status s;
+            {
+              py::gil_scoped_release nogil;
+              s = c.match(tokens.data(), static_cast<size_t>(tokens.size()), &slots);
+            }
+            raise_if_error(s);
+            return to_numpy(slots);
+          },
+          py::arg("tokens"))
+      .def(
+          "allocate",
+          [](PrefixCache& c, int64_t num_tokens) {
+            std::vector<int64_t> slots;
+            bool full = false;
+            Status s;
+            {
+              py::gil_scoped_release nogil;
+              s = c.allocate(num_tokens, &slots, &full);
+            }
+            if (full) throw CacheFull(s.message);
+            raise_if_error(s);
+            return to_numpy(slots);
+          },
+          py::arg("num_tokens"))
+      .def(
+          "insert",
+          [](PrefixCache& c, CArray<int32_t> tokens, CArray<int64_t> slots) {
+            Status s;
+            {
+              py::gil_scoped_release nogil;
+              s = c.insert(tokens.data(), static_cast<size_t>(tokens.size()), slots.data(),
+                           static_cast<size_t>(slots.size()));
+            }
+            raise_if_error(s);
+          },
+          py::arg("tokens"), py::arg("slots"))
+      .def(
+          "free",
+          [](PrefixCache& c, CArray<int64_t> slots) {
+            Status s;
+            {
+              py::gil_scoped_release nogil;
+              s = c.free(slots.data(), static_cast<size_t>(slots.size()));
+            }
+            raise_if_error(s);
+          },
+          py::arg("slots"))
+      .def(
+          "pin",
+          [](PrefixCache& c, CArray<int32_t> tokens) {
+            int64_t handle = 0;
+            Status s;
+            {
+              py::gil_scoped_release nogil;
+              s = c.pin(tokens.data(), static_cast<size_t>(tokens.size()), &handle);
+            }
+            raise_if_error(s);
+            return handle;
+          },
+          py::arg("tokens"))
+      .def(
+          "unpin",
+          [](PrefixCache& c, int64_t handle) {
+            Status s;
+            {
+              py::gil_scoped_release nogil;
+              s = c.unpin(handle);
+            }
+            raise_if_error(s);
+          },
+          py::arg("handle"))
+      .def("stats", [](const PrefixCache& c) { return cache_stats_dict(c.stats()); })
+      .def("check_invariants", [](const PrefixCache& c) {
+        Status s;
+        {
+          py::gil_scoped_release nogil;
+          s = c.check_invariants();
+        }
+        raise_if_error(s);
+      });
 }

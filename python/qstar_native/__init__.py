@@ -7,15 +7,20 @@
 """
 
 from .engine import Engine, as_tokens
+from .prefix_cache import CacheFullError, CacheStats, PrefixCache, PrefixMatch
 from .searcher import ExpandFn, Searcher
 from .types import Child, Node, NodeRecord, SearchResult, Solution, Stats
 
 __all__ = [
+    "CacheFullError",
+    "CacheStats",
     "Child",
     "Engine",
     "ExpandFn",
     "Node",
     "NodeRecord",
+    "PrefixCache",
+    "PrefixMatch",
     "SearchResult",
     "Searcher",
     "Solution",
