@@ -1,0 +1,103 @@
+"""Q*: A* over reasoning steps on the native engine, f = g + lam * h.
+
+g aggregates a process reward of the steps so far (``reward``; the paper: min of a PRM on GSM8K,
+0 on MATH, last of a syntax penalty on MBPP); h of a child is Q(state, step) from ``value`` (the
+QVM). Each expansion asks the policy for ``k`` next steps of every node of the batch in one
+``propose`` call. Of the ``num_solutions`` solutions found, the one with the highest f is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..protocols import StepPolicy, Task, check_proposals
+from ..searcher import Searcher
+from ..types import Aggregate, Child, Node
+from .record import Meter, ProblemRecord, StepScorer, check_scores
+
+__all__ = ["QStar", "qstar"]
+
+
+@dataclass(frozen=True)
+class QStar:
+    """The Q* method (see the module docstring).
+
+    Args:
+        lam: weight of h. k: next steps proposed per expanded node (the paper: K = 6).
+        aggregate: how g combines step rewards. num_solutions: solutions found before stopping.
+        reward: step scorer for g (None: 0). value: step scorer for h (None: 0, plain best-first on g).
+        temperature: the proposals' temperature. max_steps: depth limit.
+        batch_size: nodes expanded per round (1 is exact A*). max_expansions: expansion budget.
+    """
+
+    lam: float = 1.0
+    k: int = 6
+    aggregate: Aggregate = "min"
+    num_solutions: int = 1
+    reward: StepScorer | None = None
+    value: StepScorer | None = None
+    temperature: float = 0.9
+    max_steps: int = 16
+    batch_size: int = 1
+    max_expansions: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be a positive int (next steps per node), got {self.k!r}")
+        self.searcher(lambda nodes: [[] for _ in nodes])  # fail fast on a bad engine setting
+
+    @property
+    def name(self) -> str:
+        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}"
+
+    def searcher(self, expand: Any) -> Searcher:
+        return Searcher(
+            expand, lam=self.lam, aggregate=self.aggregate, batch_size=self.batch_size,
+            num_solutions=self.num_solutions, max_depth=self.max_steps, max_expansions=self.max_expansions,
+        )
+
+    def __call__(self, task: Task, policy: StepPolicy, problem: Any, *, seed: int = 0) -> ProblemRecord:
+        meter = Meter(policy)
+        texts: dict[bytes, str] = {}  # child state tokens -> its step's text
+
+        def expand(nodes: list[Node]) -> list[list[Child]]:
+            ks = [self.k] * len(nodes)
+            props = check_proposals(policy, policy.propose([n.tokens for n in nodes], ks, temperature=self.temperature, seed=seed), ks)
+            zeros = [[0.0] * len(p) for p in props]
+            rewards = zeros if self.reward is None else check_scores("reward", self.reward(nodes, props), props)
+            qs = zeros if self.value is None else check_scores("value", self.value(nodes, props), props)
+            out = []
+            for node, steps, rs, vs in zip(nodes, props, rewards, qs):
+                children = []
+                for s, r, q in zip(steps, rs, vs):
+                    child = Child(s.tokens, reward=r, q=q, terminal=bool(s.terminal))
+                    texts[_state_key(node.tokens, s.tokens)] = s.text
+                    children.append(child)
+                out.append(children)
+            return out
+
+        result = self.searcher(expand).search(task.root(problem))
+        best = result.best
+        text = ""
+        if best is not None:
+            state = np.asarray(task.root(problem), dtype=np.int32)
+            for step in best.steps:
+                text += texts[_state_key(state, step)]
+                state = np.concatenate([state, step]).astype(np.int32)
+        return meter.record(
+            task, problem, self.name, text,
+            f=None if best is None else best.f, expanded=result.stats.expanded, stop_reason=result.stop_reason,
+            solutions=len(result.solutions),
+        )
+
+
+def _state_key(state: Any, step: Any) -> bytes:
+    return np.concatenate([np.asarray(state, dtype=np.int32), np.asarray(step, dtype=np.int32)]).tobytes()
+
+
+def qstar(lam: float = 1.0, k: int = 6, aggregate: Aggregate = "min", num_solutions: int = 1, **kw: Any) -> QStar:
+    """The Q* method (see :class:`QStar`); the paper's settings are the defaults (lam 1, K 6)."""
+    return QStar(lam=lam, k=k, aggregate=aggregate, num_solutions=num_solutions, **kw)
