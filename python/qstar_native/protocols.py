@@ -109,8 +109,8 @@ def check_proposals(policy: object, out: object, ks: Sequence[int]) -> list[list
     """The output of ``policy.propose`` checked against the protocol, or a ValueError naming the
     policy, the state and the fix. Step tokens are normalised to int32 arrays only for checking."""
     name = type(policy).__name__
-    if out is None or not hasattr(out, "__len__") or len(out) != len(ks):
-        got = "None" if out is None else f"{len(out)} lists" if hasattr(out, "__len__") else type(out).__name__
+    if not isinstance(out, Sequence) or len(out) != len(ks):
+        got = f"{len(out)} lists" if isinstance(out, Sequence) else type(out).__name__
         raise ValueError(f"{name}.propose returned {got} for {len(ks)} states; return one list of steps per state")
     result = []
     for i, (steps, k) in enumerate(zip(out, ks)):

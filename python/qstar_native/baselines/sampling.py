@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from ..protocols import StepPolicy, Task, check_proposals
 from ..rollout import Completion, extend, rollout
@@ -27,7 +27,7 @@ def aggregate(values: Sequence[float], how: Aggregate) -> float:
     """
     if how == "zero" or not values:
         return 0.0
-    fns = {"min": min, "max": max, "sum": math.fsum, "mean": lambda v: math.fsum(v) / len(v), "product": math.prod, "last": lambda v: v[-1]}
+    fns: dict[str, Callable[[list[float]], float]] = {"min": min, "max": max, "sum": math.fsum, "mean": lambda v: math.fsum(v) / len(v), "product": math.prod, "last": lambda v: v[-1]}
     if how not in fns:
         raise ValueError(f"aggregate={how!r}; pick one of {sorted(fns) + ['zero']}")
     return float(fns[how](list(values)))
@@ -99,6 +99,7 @@ class BestOfN:
         if self.rank == "majority":
             scores = self._votes(task, leaves)
         elif self.rank == "qvm":
+            assert self.value is not None  # checked in __post_init__
             scores = self._last_step(self.value, root, leaves)
         else:
             scores = self._path(root, leaves)
@@ -115,7 +116,7 @@ class BestOfN:
         return [float(votes[a]) if a is not None else -1.0 for a in answers]
 
     @staticmethod
-    def _last_step(scorer: StepScorer | None, root: Any, leaves: list[Completion]) -> list[float]:
+    def _last_step(scorer: StepScorer, root: Any, leaves: list[Completion]) -> list[float]:
         with_steps = [i for i, c in enumerate(leaves) if c.steps]
         nodes = make_nodes(root, [leaves[i].steps[:-1] for i in with_steps])
         cands = [[leaves[i].steps[-1]] for i in with_steps]
@@ -129,6 +130,7 @@ class BestOfN:
         pairs = [(i, t) for i, c in enumerate(leaves) for t in range(len(c.steps))]
         nodes = make_nodes(root, [leaves[i].steps[:t] for i, t in pairs])
         cands = [[leaves[i].steps[t]] for i, t in pairs]
+        assert self.reward is not None  # checked in __post_init__
         got = check_scores("reward", self.reward(nodes, cands), cands) if nodes else []
         per_leaf: list[list[float]] = [[] for _ in leaves]
         for (i, _), row in zip(pairs, got):

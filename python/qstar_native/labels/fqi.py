@@ -113,9 +113,10 @@ def fitted_q_iteration(
         prev_rows = rows
 
         def q_prev() -> QFn:  # fitted lazily: an iteration already in the file needs no fit
-            if q_prev_holder[0] is None:
-                q_prev_holder[0] = (q0 or _zero_q) if l == 1 else fit(items, prev_rows)
-            return q_prev_holder[0]
+            q = q_prev_holder[0]
+            if q is None:
+                q = q_prev_holder[0] = (q0 or _zero_q) if l == 1 else fit(items, prev_rows)
+            return q
 
         def label(batch: list[StateAction]) -> list[float]:
             nexts = next_items(batch)

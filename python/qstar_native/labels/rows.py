@@ -158,6 +158,7 @@ class LabelWriter:
 
     def _append(self, data: bytes) -> None:
         if self._file is None:
+            assert self.path is not None  # callers append only to file-backed writers
             self._file = open(self.path, "ab")
         self._file.write(data)
         self._file.flush()
