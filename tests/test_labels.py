@@ -86,6 +86,8 @@ def test_best_of_rollouts_with_enough_rollouts_equals_true_q_and_batches():
     # batching does not change labels
     small = best_of_rollouts(items, ScriptedPolicy(TREE), TASK.outcome, n=4, temperature=1.0, max_steps=5, batch_size=1, progress=False)
     assert small == rows
+    twice = best_of_rollouts(items + items, ScriptedPolicy(TREE), TASK.outcome, n=4, temperature=1.0, max_steps=5, batch_size=3, progress=False)
+    assert twice == rows + rows  # repeated items: labelled once, returned for every occurrence
 
 
 def test_stronger_model_completion_uses_the_strong_policy():

@@ -32,7 +32,12 @@ def label_items(
     made by ``label_batch`` and written batch by batch."""
     check_batch_size(batch_size)
     writer = writer if writer is not None else LabelWriter(None)
-    todo = [it for it in items if not writer.has(it.key(method))]
+    todo, seen = [], set()
+    for it in items:  # items equal by text are labelled once, wherever they appear
+        key = it.key(method)
+        if not writer.has(key) and key not in seen:
+            seen.add(key)
+            todo.append(it)
     bar = progress_bar(len(items), method, progress, initial=len(items) - len(todo))
     try:
         for lo in range(0, len(todo), batch_size):
@@ -40,12 +45,7 @@ def label_items(
             labels = list(label_batch(batch))
             if len(labels) != len(batch):
                 raise RuntimeError(f"{method}: got {len(labels)} labels for {len(batch)} items")  # a bug here, not the caller's
-            rows, seen = [], set()
-            for it, y in zip(batch, labels):
-                if it.key(method) not in seen:  # items equal by text: label once
-                    seen.add(it.key(method))
-                    rows.append(it.row(y, method, meta))
-            writer.write(rows)
+            writer.write([it.row(y, method, meta) for it, y in zip(batch, labels)])
             bar.update(len(batch))
     finally:
         bar.close()
