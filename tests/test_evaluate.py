@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from qstar_native.baselines import ProblemRecord, best_of_n, greedy, qstar
-from qstar_native.evaluate import EvalReport, compare, evaluate, format_table, mcnemar_exact, problem_seed, wilson_interval
-from qstar_native.math_task import MathTask
+from qstar_native.evaluation import EvalReport, compare, evaluate, format_table, mcnemar_exact, problem_seed, wilson_interval
+from qstar_native.tasks.math_task import MathTask
 from qstar_native.protocols import Step, per_state
 from qstar_native.tasks import GsmSymbolic
 from scripted_mdp import ScriptedPolicy, ScriptedTask

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from qstar_native.baselines import greedy
-from qstar_native.evaluate import evaluate
-from qstar_native.hf_step_policy import HFStepPolicy
+from qstar_native.evaluation import evaluate
+from qstar_native.policy.step_policy import HFStepPolicy
 from qstar_native.policy import HFPolicy
 from qstar_native.rollout import rollout_many
 from policy_tiny import char_tokenizer, tiny_model

@@ -1,7 +1,7 @@
 """The small protocols that labelling, baselines and evaluation are written against.
 
 - :class:`StepPolicy`: proposes next steps for a batch of states and counts its tokens. Scripted
-  policies (tests) and the HF adapter (:mod:`qstar_native.hf_step_policy`) implement it.
+  policies (tests) and the HF adapter (:mod:`qstar_native.policy.step_policy`) implement it.
 - :class:`Step`: one proposed step. ``qstar_native.policy.Candidate`` has the same fields, so an
   HF policy's candidates pass through unchanged.
 - :class:`Task`: what a benchmark provides: the prompt tokens of a problem, its id, the outcome
@@ -71,7 +71,7 @@ class StepPolicy(Protocol):
 
 @runtime_checkable
 class Task(Protocol):
-    """A benchmark, as methods and labellers see it (see :class:`qstar_native.math_task.MathTask`).
+    """A benchmark, as methods and labellers see it (see :class:`qstar_native.tasks.math_task.MathTask`).
 
     - ``problem_id(problem)``: a stable id (label rows and records are keyed by it).
     - ``root(problem)``: the prompt's token ids, the root state.

@@ -1,7 +1,7 @@
 """Baselines and Q* on one engine, with one budget accounting (see :mod:`.record`).
 
 Each method is a small configured object, called as ``method(task, policy, problem, seed=...)``
-and returning a :class:`ProblemRecord`; :func:`qstar_native.evaluate.evaluate` runs one over a
+and returning a :class:`ProblemRecord`; :func:`qstar_native.evaluation.evaluate` runs one over a
 problem set.
 
 - :func:`greedy`: greedy chain of thought.

@@ -20,7 +20,7 @@ import re
 from fractions import Fraction
 from typing import Any, Callable, Protocol, Sequence
 
-from .tasks.math_answers import extract_answer
+from .math_answers import extract_answer
 
 __all__ = ["MathTask", "canonical_answer"]
 

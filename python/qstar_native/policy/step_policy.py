@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .protocols import per_state
-from .types import TokenArray
+from ..protocols import per_state
+from ..types import TokenArray
 
 __all__ = ["HFStepPolicy"]
 

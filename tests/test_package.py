@@ -1,0 +1,34 @@
+"""Package surface: light import, lazy model-facing names, typed markers shipped."""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import subprocess
+import sys
+
+import qstar_native
+
+
+def test_import_does_not_load_torch():
+    code = "import sys, qstar_native; assert 'torch' not in sys.modules, 'torch imported eagerly'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_lazy_names_resolve_and_unknown_names_raise():
+    assert qstar_native.HFPolicy.__name__ == "HFPolicy"
+    assert callable(qstar_native.evaluate)
+    try:
+        qstar_native.NoSuchThing  # noqa: B018
+    except AttributeError as e:
+        assert "NoSuchThing" in str(e)
+    else:
+        raise AssertionError("unknown attribute did not raise")
+    assert set(qstar_native.__all__) <= set(dir(qstar_native)) | set(qstar_native._LAZY)
+
+
+def test_typing_marker_stub_and_data_are_installed():
+    root = importlib.resources.files("qstar_native")
+    assert (root / "py.typed").is_file() and (root / "_core.pyi").is_file()
+    assert (root / "data" / "gsm_symbolic" / "eng" / "replacements.json").is_file()
+    assert importlib.util.find_spec("qstar_native.kernels.qhead") is not None  # kernels/ is packaged
