@@ -19,6 +19,7 @@ from .scorers import (
     logprob_reward,
     scored_expand,
 )
+from .train import QVMFit, TrainConfig, TrainData, TrainReport, fit_fn, rank_auc, split_by_question, train_qvm
 
 __all__ = [
     "PRMScorer",
@@ -34,4 +35,12 @@ __all__ = [
     "compose",
     "logprob_reward",
     "scored_expand",
+    "QVMFit",
+    "TrainConfig",
+    "TrainData",
+    "TrainReport",
+    "fit_fn",
+    "rank_auc",
+    "split_by_question",
+    "train_qvm",
 ]
