@@ -152,7 +152,7 @@ def test_mbpp_optional_setup_may_be_absent_or_null(tmp_path: Path) -> None:
 
 def test_mbpp_bad_json_names_the_line(tmp_path: Path) -> None:
     path = _write_jsonl(tmp_path / "bad.jsonl", [json.dumps(MBPP_RECORDS[0]), "{not json"])
-    with pytest.raises(ValueError, match=r"bad\.jsonl:2: not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: invalid JSON"):
         load_mbpp(path)
 
 

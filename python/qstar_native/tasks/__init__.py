@@ -3,8 +3,8 @@
 from .annotations import AnnotationCheck, annotation_reward, check_annotations
 from .code import CodeProblem, check_program, load_humaneval, load_mbpp, syntax_reward
 from .gsm_symbolic import GsmSymbolic, Template, TemplateError, instantiate, load_instruction, load_templates
+from .jsonl import DatasetFormatError, read_jsonl
 from .math_answers import (
-    DatasetFormatError,
     extract_answer,
     extract_boxed,
     is_equivalent,
@@ -16,6 +16,7 @@ from .safe_eval import SafeEvalError, compile_expr, safe_eval
 
 __all__ = [
     "AnnotationCheck",
+    "CodeProblem",
     "DatasetFormatError",
     "GsmSymbolic",
     "Problem",
@@ -33,5 +34,10 @@ __all__ = [
     "load_instruction",
     "load_math_jsonl",
     "load_templates",
+    "check_program",
+    "load_humaneval",
+    "load_mbpp",
+    "read_jsonl",
     "safe_eval",
+    "syntax_reward",
 ]

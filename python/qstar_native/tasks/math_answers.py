@@ -18,14 +18,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
+from .jsonl import DatasetFormatError, read_jsonl
 from .problem import Problem
 
 __all__ = [
@@ -42,8 +41,6 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.\d*)?$|^[+-]?\d+/\d+$")
 
 
-class DatasetFormatError(ValueError):
-    """A JSONL dataset line is not valid JSON or lacks what its format needs."""
 
 
 # ------------------------------------------------------------------------------- extraction
@@ -133,30 +130,6 @@ def is_equivalent(pred: str, gold: str) -> bool:
 # ---------------------------------------------------------------------------------- loaders
 
 
-def _records(path: str | os.PathLike[str], fields: tuple[str, ...], fmt: str) -> Iterator[tuple[int, dict]]:
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetFormatError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(record, dict):
-                raise DatasetFormatError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            for name in fields:
-                if name not in record:
-                    raise DatasetFormatError(
-                        f"{path}:{lineno}: missing field {name!r} ({fmt} records need {', '.join(fields)})"
-                    )
-                if not isinstance(record[name], str):
-                    raise DatasetFormatError(
-                        f"{path}:{lineno}: field {name!r} must be a string, got {type(record[name]).__name__}"
-                    )
-            yield lineno, record
-
-
 def _lines(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.splitlines() if s.strip())
 
@@ -168,7 +141,7 @@ def load_gsm8k_jsonl(path: str | os.PathLike[str]) -> list[Problem]:
     ``####``. An ``id`` field is used when present, else ``<file stem>-<line number>``.
     """
     problems = []
-    for lineno, rec in _records(path, ("question", "answer"), "GSM8K"):
+    for lineno, rec in read_jsonl(path, ("question", "answer"), "GSM8K", strings=True):
         final = _HASHES.findall(rec["answer"])
         if not final or not final[-1].strip():
             raise DatasetFormatError(
@@ -187,7 +160,7 @@ def load_math_jsonl(path: str | os.PathLike[str]) -> list[Problem]:
     ``id`` is used when present, else ``<file stem>-<line number>``.
     """
     problems = []
-    for lineno, rec in _records(path, ("problem", "solution"), "MATH"):
+    for lineno, rec in read_jsonl(path, ("problem", "solution"), "MATH", strings=True):
         answer = rec.get("answer")
         if answer is not None and not isinstance(answer, str):
             raise DatasetFormatError(f"{path}:{lineno}: field 'answer' must be a string, got {type(answer).__name__}")

@@ -334,20 +334,7 @@ def _kill_everything(pid: int, uid: int | None, plan: _Plan) -> None:
         if not _live_pids_of(uid):
             return
         # kill(-1) from that uid reaches exactly its processes: no pid-reuse race from here.
-        subprocess.run(
-            [plan.python, "-I", "-S", "-c", "import os\ntry: os.kill(-1, 9)\nexcept OSError: pass"],
-            user=uid,
-            group=uid,
-            extra_groups=[],
-            cwd="/",
-            env=_child_env("/"),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            close_fds=True,
-            timeout=10,
-            check=False,
-        )
+        _run_as(uid, [plan.python, "-I", "-S", "-c", "import os\ntry: os.kill(-1, 9)\nexcept OSError: pass"], 10)
 
 
 def _live_pids_of(uid: int) -> list[int]:
@@ -441,22 +428,27 @@ def _plan(python: str | None) -> _Plan:
     return _Plan(chosen, drop_root=False, netns=netns)
 
 
+def _run_as(uid: int, argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """A short helper command as ``uid``, silent, in / with the sandbox's stripped environment."""
+    return subprocess.run(
+        argv,
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        cwd="/",
+        env=_child_env("/"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def _runs_as(python: str, uid: int) -> bool:
     try:
-        done = subprocess.run(
-            [python, "-I", "-S", "-B", "-c", "import encodings, math, re, collections, json"],
-            user=uid,
-            group=uid,
-            extra_groups=[],
-            cwd="/",
-            env=_child_env("/"),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            close_fds=True,
-            timeout=30,
-            check=False,
-        )
+        done = _run_as(uid, [python, "-I", "-S", "-B", "-c", "import encodings, math, re, collections, json"], 30)
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
