@@ -212,6 +212,13 @@ class HFPolicy:
                 self.cache.unpin(h)
         self._frontier.clear()
 
+    def reset_cache(self) -> None:
+        """Forgets every cached prefix (and pin); the pool stays allocated. For benchmarks and
+        tests that need a cold start."""
+        if self.cache is not None:
+            self._frontier.clear()
+            self.cache = PrefixCache(self.pool.num_blocks, self.pool.block_size)
+
     def _allocate(self, n: int) -> np.ndarray:
         try:
             return np.asarray(self.cache.allocate(n), dtype=np.int64)
@@ -414,9 +421,11 @@ class HFPolicy:
             if not new_rows:
                 break
             sel = torch.tensor(parents)
-            cache.batch_select_indices(sel.to(mask.device))
-            mask = torch.cat([mask[sel], torch.ones(len(sel), 1, dtype=mask.dtype, device=mask.device)], dim=1)
-            pos = next_pos[sel]
+            if parents != list(range(len(rows))):  # rows finished or split: reindex (copies the cache)
+                cache.batch_select_indices(sel.to(mask.device))
+                mask, next_pos = mask[sel], next_pos[sel]
+            mask = torch.cat([mask, torch.ones(len(sel), 1, dtype=mask.dtype, device=mask.device)], dim=1)
+            pos = next_pos
             ids = torch.tensor([[row.toks[-1]] for row in new_rows])
             dev = self.runner.device
             n = len(new_rows)
