@@ -48,3 +48,11 @@ def test_greedy_record_counts_the_policy_tokens():
     report = evaluate(Task(), greedy(max_steps=2), policy, ["ab", "cd"])
     assert sum(r.tokens_generated for r in report.records) == policy.tokens_generated > 0
     assert sum(r.tokens_forwarded for r in report.records) == policy.tokens_forwarded > 0
+
+
+def test_per_problem_tokens_do_not_depend_on_problem_order():
+    # "ab" is a prefix of "abc": without a cold cache per problem the second one would reuse it.
+    forward = evaluate(Task(), greedy(max_steps=2), make_policy(), ["ab", "abc"])
+    backward = evaluate(Task(), greedy(max_steps=2), make_policy(), ["abc", "ab"])
+    by_id = {r.question_id: (r.tokens_forwarded, r.tokens_generated, r.completion) for r in backward.records}
+    assert {r.question_id: (r.tokens_forwarded, r.tokens_generated, r.completion) for r in forward.records} == by_id

@@ -160,6 +160,9 @@ def evaluate(
 ) -> EvalReport:
     """Runs ``method`` on each problem (one at a time, so each record's token counts are its own).
 
+    A policy with ``reset_cache()`` (HFPolicy) starts every problem from an empty prefix cache, so
+    a record's "tokens forwarded" does not depend on which problems ran before it.
+
     Example:
         >>> from qstar_native.baselines import greedy
         >>> report = evaluate(task, greedy(), policy, problems, seed=0)  # doctest: +SKIP
@@ -172,7 +175,10 @@ def evaluate(
     bar = progress_bar(len(problems), name, progress)
     records = []
     try:
+        reset_cache = getattr(policy, "reset_cache", None)
         for i, p in enumerate(problems):
+            if callable(reset_cache):
+                reset_cache()
             rec = method(task, policy, p, seed=problem_seed(seed, task.problem_id(p)))
             if not isinstance(rec, ProblemRecord):
                 raise TypeError(f"method {name} returned {type(rec).__name__} for problem {i}; return a ProblemRecord (baselines.Meter.record)")

@@ -40,6 +40,10 @@ class HFStepPolicy:
     def tokens_forwarded(self) -> int:
         return int(self.policy.tokens_forwarded)
 
+    def reset_cache(self) -> None:
+        """Forgets the wrapped policy's cached prefixes (evaluate calls it before each problem)."""
+        self.policy.reset_cache()
+
     def propose(self, states: Sequence[TokenArray], k: int | Sequence[int], *, temperature: float, seed: int) -> list[list[Any]]:
         ks = per_state(k, len(states))
         groups: dict[int, list[int]] = {}
