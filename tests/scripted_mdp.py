@@ -17,6 +17,16 @@ from qstar_native.protocols import Step, per_state
 
 Tree = dict[tuple[str, ...], list[tuple[str, bool]]]
 
+# The tree the label, baseline, evaluation and training tests share:
+# root -> a | b;  a -> c | d(T);  a c -> e(T) | f(T);  b -> g(T) | h(T)
+SMALL_TREE: Tree = {
+    (): [("a", False), ("b", False)],
+    ("a",): [("c", False), ("d", True)],
+    ("a", "c"): [("e", True), ("f", True)],
+    ("b",): [("g", True), ("h", True)],
+}
+SMALL_OUTCOMES = {"ace": 0.0, "acf": 1.0, "ad": 0.5, "bg": 0.3, "bh": 0.0}
+
 
 class ScriptedPolicy:
     def __init__(self, tree: Tree, *, fail_after: int | None = None, token_offset: int = 0) -> None:

@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 
 from qstar_native.baselines import aggregate, beam_search, best_of_n, greedy, qstar
-from scripted_mdp import ScriptedPolicy, ScriptedTask
+from scripted_mdp import SMALL_OUTCOMES, SMALL_TREE, ScriptedPolicy, ScriptedTask
 
-# root -> a | b;  a -> c | d(T);  a c -> e(T) | f(T);  b -> g(T) | h(T)
-TREE = {
-    (): [("a", False), ("b", False)],
-    ("a",): [("c", False), ("d", True)],
-    ("a", "c"): [("e", True), ("f", True)],
-    ("b",): [("g", True), ("h", True)],
-}
-OUTCOMES = {"ace": 0.0, "acf": 1.0, "ad": 0.5, "bg": 0.3, "bh": 0.0}
+TREE = SMALL_TREE
+OUTCOMES = SMALL_OUTCOMES
 STEP_REWARD = {"a": 0.9, "b": 0.8, "c": 0.5, "d": 0.4, "e": 0.6, "f": 0.7, "g": 0.3, "h": 0.35}
 # n=6 samples at seed 0 draw, depth first: ace x1, acf x1, ad x1, bg x2, bh x1
 

@@ -12,14 +12,9 @@ from qstar_native.evaluation import EvalReport, compare, evaluate, format_table,
 from qstar_native.tasks.math_task import MathTask
 from qstar_native.protocols import Step, per_state
 from qstar_native.tasks import GsmSymbolic
-from scripted_mdp import ScriptedPolicy, ScriptedTask
+from scripted_mdp import SMALL_TREE, ScriptedPolicy, ScriptedTask
 
-TREE = {
-    (): [("a", False), ("b", False)],
-    ("a",): [("c", False), ("d", True)],
-    ("a", "c"): [("e", True), ("f", True)],
-    ("b",): [("g", True), ("h", True)],
-}
+TREE = SMALL_TREE
 OUTCOMES = {"ace": 0.0, "acf": 1.0, "ad": 0.5, "bg": 0.3, "bh": 1.0}
 ANSWERS = {"ace": "1", "acf": "2", "ad": "1", "bg": "3", "bh": "2"}
 

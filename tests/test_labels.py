@@ -18,16 +18,10 @@ from qstar_native.labels import (
     stronger_model_completion,
 )
 from qstar_native.rollout import rollout_many
-from scripted_mdp import ScriptedPolicy, ScriptedTask, true_q
+from scripted_mdp import SMALL_OUTCOMES, SMALL_TREE, ScriptedPolicy, ScriptedTask, true_q
 
-# root -> a | b;  a -> c | d(T);  a c -> e(T) | f(T);  b -> g(T) | h(T)
-TREE = {
-    (): [("a", False), ("b", False)],
-    ("a",): [("c", False), ("d", True)],
-    ("a", "c"): [("e", True), ("f", True)],
-    ("b",): [("g", True), ("h", True)],
-}
-OUTCOMES = {"ace": 0.0, "acf": 1.0, "ad": 0.5, "bg": 0.3, "bh": 0.0}
+TREE = SMALL_TREE
+OUTCOMES = SMALL_OUTCOMES
 TASK = ScriptedTask(OUTCOMES)
 
 

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from qstar_native.labels import LabelRow, best_of_rollouts, fitted_q_iteration, sample_trajectories, state_actions
 from qstar_native.value import QValueModel, TrainConfig, TrainData, fit_fn, rank_auc, split_by_question, train_qvm
-from scripted_mdp import ScriptedPolicy, ScriptedTask
+from scripted_mdp import SMALL_OUTCOMES, SMALL_TREE, ScriptedPolicy, ScriptedTask
 
 H, N_Q, PER_Q = 8, 40, 8
 
@@ -165,9 +165,8 @@ def test_bad_input_names_the_fix():
 
 # ---- end to end with a tiny Llama and labelled items -----------------------------------------
 
-TREE = {(): [("a", False), ("b", False)], ("a",): [("c", False), ("d", True)],
-        ("a", "c"): [("e", True), ("f", True)], ("b",): [("g", True), ("h", True)]}  # fmt: skip
-TASK = ScriptedTask({"ace": 0.0, "acf": 1.0, "ad": 0.5, "bg": 0.3, "bh": 0.0})
+TREE = SMALL_TREE
+TASK = ScriptedTask(SMALL_OUTCOMES)
 
 
 def labelled():
