@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Callable, Sequence
 
 from .engine import Engine
-from .types import Aggregate, Child, Node, SearchResult, Solution, Tokens
+from .types import Aggregate, Child, Node, SearchResult, Solution, Tokens, TreeNode
 
 ExpandFn = Callable[[list[Node]], Sequence[Sequence[Child]]]
 """Takes a batch of nodes, returns one list of scored children per node (possibly empty)."""
@@ -90,12 +90,13 @@ class Searcher:
         """A fresh engine with this Searcher's configuration (for ask/tell use)."""
         return self._new_engine()
 
-    def search(self, root_tokens: Tokens, *, key: str | bytes | None = None) -> SearchResult:
-        """Searches one problem from its root tokens."""
-        return self.search_many([root_tokens], keys=None if key is None else [key])[0]
+    def search(self, root_tokens: Tokens, *, key: str | bytes | None = None, keep_tree: bool = False) -> SearchResult:
+        """Searches one problem from its root tokens; ``keep_tree`` returns every node in
+        ``SearchResult.tree`` (for pictures and analysis)."""
+        return self.search_many([root_tokens], keys=None if key is None else [key], keep_tree=keep_tree)[0]
 
     def search_many(
-        self, roots: Sequence[Tokens], *, keys: Sequence[str | bytes] | None = None
+        self, roots: Sequence[Tokens], *, keys: Sequence[str | bytes] | None = None, keep_tree: bool = False
     ) -> list[SearchResult]:
         """Searches several problems at once; each round's nodes of all unfinished problems go to
         the expand callback together, so the model sees one batch per round."""
@@ -129,10 +130,10 @@ class Searcher:
                     raise type(err)(f"expand callback returned bad children for problem {p}: {err}") from err
             active = [p for p in active if not engines[p].done]
         wall = time.perf_counter() - start
-        return [_result(eng, calls[i], wall) for i, eng in enumerate(engines)]
+        return [_result(eng, calls[i], wall, keep_tree) for i, eng in enumerate(engines)]
 
 
-def _result(eng: Engine, callback_calls: int, wall: float) -> SearchResult:
+def _result(eng: Engine, callback_calls: int, wall: float, keep_tree: bool) -> SearchResult:
     solutions = []
     for sid in eng.solutions:
         path = eng.path(sid)[1:]
@@ -150,4 +151,7 @@ def _result(eng: Engine, callback_calls: int, wall: float) -> SearchResult:
             )
         )
     stats = replace(eng.stats(), callback_calls=callback_calls)
-    return SearchResult(solutions=solutions, stats=stats, stop_reason=eng.stop_reason, wall_seconds=wall)
+    tree = None
+    if keep_tree:
+        tree = [TreeNode(eng.node(i), eng.step_tokens(i) if i else eng.state_tokens(i)) for i in range(eng.num_nodes)]
+    return SearchResult(solutions=solutions, stats=stats, stop_reason=eng.stop_reason, wall_seconds=wall, tree=tree)

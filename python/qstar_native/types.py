@@ -121,13 +121,25 @@ class Solution:
 
 
 @dataclass(frozen=True)
+class TreeNode:
+    """One node of a kept search tree: the engine's record and the step that made it (the root's
+    ``step`` is its full token sequence)."""
+
+    record: NodeRecord
+    step: TokenArray = field(repr=False)
+
+
+@dataclass(frozen=True)
 class SearchResult:
-    """What a search returns: solutions ranked best first (by f), stats and why it stopped."""
+    """What a search returns: solutions ranked best first (by f), stats and why it stopped.
+
+    ``tree`` holds every node, by id, when the search ran with ``keep_tree=True``."""
 
     solutions: list[Solution]
     stats: Stats
     stop_reason: StopReason
     wall_seconds: float
+    tree: list[TreeNode] | None = field(default=None, repr=False)
 
     @property
     def best(self) -> Solution | None:

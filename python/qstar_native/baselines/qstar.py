@@ -15,7 +15,7 @@ import numpy as np
 
 from ..protocols import StepPolicy, Task, check_proposals
 from ..searcher import Searcher
-from ..types import Aggregate, Child, Node
+from ..types import Aggregate, Child, Node, SearchResult, Tokens
 from .record import Meter, ProblemRecord, StepScorer, check_scores
 
 __all__ = ["QStar", "qstar"]
@@ -31,6 +31,7 @@ class QStar:
         reward: step scorer for g (None: 0). value: step scorer for h (None: 0, plain best-first on g).
         temperature: the proposals' temperature. max_steps: depth limit.
         batch_size: nodes expanded per round (1 is exact A*). max_expansions: expansion budget.
+        max_tokens: budget of generated step tokens (the engine stops adding children past it).
     """
 
     lam: float = 1.0
@@ -43,6 +44,7 @@ class QStar:
     max_steps: int = 16
     batch_size: int = 1
     max_expansions: int | None = None
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -56,11 +58,12 @@ class QStar:
     def searcher(self, expand: Any) -> Searcher:
         return Searcher(
             expand, lam=self.lam, aggregate=self.aggregate, batch_size=self.batch_size,
-            num_solutions=self.num_solutions, max_depth=self.max_steps, max_expansions=self.max_expansions,
+            num_solutions=self.num_solutions, max_depth=self.max_steps, max_expansions=self.max_expansions, max_tokens=self.max_tokens,
         )
 
-    def __call__(self, task: Task, policy: StepPolicy, problem: Any, *, seed: int = 0) -> ProblemRecord:
-        meter = Meter(policy)
+    def search(self, policy: StepPolicy, root: Tokens, *, seed: int = 0, keep_tree: bool = False) -> tuple[SearchResult, str]:
+        """Runs the search from ``root`` (the prompt's tokens); returns the result and the best
+        solution's text ("" when none was found)."""
         texts: dict[bytes, str] = {}  # child state tokens -> its step's text
 
         def expand(nodes: list[Node]) -> list[list[Child]]:
@@ -71,22 +74,24 @@ class QStar:
             qs = zeros if self.value is None else check_scores("value", self.value(nodes, props), props)
             out = []
             for node, steps, rs, vs in zip(nodes, props, rewards, qs):
-                children = []
-                for s, r, q in zip(steps, rs, vs):
-                    child = Child(s.tokens, reward=r, q=q, terminal=bool(s.terminal))
+                for s in steps:
                     texts[_state_key(node.tokens, s.tokens)] = s.text
-                    children.append(child)
-                out.append(children)
+                out.append([Child(s.tokens, reward=r, q=q, terminal=bool(s.terminal)) for s, r, q in zip(steps, rs, vs)])
             return out
 
-        result = self.searcher(expand).search(task.root(problem))
-        best = result.best
+        result = self.searcher(expand).search(root, keep_tree=keep_tree)
         text = ""
-        if best is not None:
-            state = np.asarray(task.root(problem), dtype=np.int32)
-            for step in best.steps:
+        if result.best is not None:
+            state = np.asarray(root, dtype=np.int32)
+            for step in result.best.steps:
                 text += texts[_state_key(state, step)]
                 state = np.concatenate([state, step]).astype(np.int32)
+        return result, text
+
+    def __call__(self, task: Task, policy: StepPolicy, problem: Any, *, seed: int = 0) -> ProblemRecord:
+        meter = Meter(policy)
+        result, text = self.search(policy, task.root(problem), seed=seed)
+        best = result.best
         return meter.record(
             task, problem, self.name, text,
             f=None if best is None else best.f, expanded=result.stats.expanded, stop_reason=result.stop_reason,

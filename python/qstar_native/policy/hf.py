@@ -442,7 +442,9 @@ class HFPolicy:
         return out
 
     def _candidate(self, row: _Row, hidden: torch.Tensor | None) -> Candidate:
-        text = self.tokenizer.decode(row.toks)
+        # The EOS token stays in the tokens (the state must end where the model ended it) but not
+        # in the text: "</s>" is no part of the answer a task reads.
+        text = self.tokenizer.decode(row.toks[:-1] if row.finish == "eos" else row.toks)
         terminal = row.finish in ("eos", "stop") or (self.is_terminal is not None and bool(self.is_terminal(text)))
         return Candidate(np.asarray(row.toks, dtype=np.int32), text, row.logprob, terminal, row.finish, row.mult, hidden)
 

@@ -12,6 +12,7 @@ from .math_answers import (
     load_math_jsonl,
 )
 from .problem import Problem
+from .problem_set import ProblemSet
 from .safe_eval import SafeEvalError, compile_expr, safe_eval
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "DatasetFormatError",
     "GsmSymbolic",
     "Problem",
+    "ProblemSet",
     "SafeEvalError",
     "Template",
     "TemplateError",

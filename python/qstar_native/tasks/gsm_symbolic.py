@@ -323,7 +323,15 @@ class GsmSymbolic:
     (0.0, -1.0)
     """
 
-    def __init__(self, template_ids: Iterable[str] | None = None, *, templates: Sequence[Template] | None = None) -> None:
+    def __init__(
+        self,
+        template_ids: Iterable[str] | None = None,
+        *,
+        templates: Sequence[Template] | None = None,
+        prompt_template: str | None = None,
+    ) -> None:
+        if prompt_template is not None and "{question}" not in prompt_template:
+            raise ValueError(f"prompt_template must contain '{{question}}', got {prompt_template!r}; e.g. '{{question}}\\n'")
         pool = tuple(templates) if templates is not None else load_templates()
         if template_ids is not None:
             by_id = {t.id: t for t in pool}
@@ -336,6 +344,7 @@ class GsmSymbolic:
             raise ValueError("GsmSymbolic needs at least one template")
         self.templates: tuple[Template, ...] = pool
         self.instruction: str = load_instruction()
+        self.prompt_template = prompt_template
 
     def problems(self, seeds: Iterable[int]) -> Iterator[Problem]:
         """Each seed in turn, every template: ``len(seeds) * len(templates)`` problems."""
@@ -344,7 +353,10 @@ class GsmSymbolic:
                 yield instantiate(template, seed)
 
     def prompt(self, problem: Problem) -> str:
-        """The instruction and the question, as one user message."""
+        """The instruction and the question, as one user message; with ``prompt_template`` (e.g.
+        ``"{question}\\n"``, the embedded default policy's format) that template filled in."""
+        if self.prompt_template is not None:
+            return self.prompt_template.replace("{question}", problem.question)
         return f"{self.instruction}\n\n{problem.question}"
 
     def is_correct(self, problem: Problem, completion: str) -> bool:

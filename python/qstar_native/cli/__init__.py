@@ -1,0 +1,37 @@
+"""The ``qstar`` command line (also ``python -m qstar_native``): one module per command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import demo, label, train_qvm
+from .common import CLIError
+
+COMMANDS = (label, train_qvm, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qstar",
+        description="Q* deliberative planning on a native A* engine.",
+        epilog="examples:\n  qstar label --seeds 2000:2003 --out labels.jsonl\n  qstar demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except CLIError as e:
+        print(f"qstar: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qstar: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,115 @@
+"""What every ``qstar`` command shares: options, loading the policy and the task, errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESERVED_EVAL_SEEDS = range(0, 1000)
+"""GSM-Symbolic seeds kept for evaluation: never train or label on them."""
+CHECKED_EVAL_SEEDS = range(0, 20)
+"""Held-out seeds whose questions are removed from training problems (the evaluation uses these)."""
+
+
+class CLIError(Exception):
+    """A user error: printed as ``qstar: error: ...`` with exit status 2, no traceback."""
+
+
+def add_common(p: argparse.ArgumentParser, *, model: bool = True) -> None:
+    if model:
+        p.add_argument("--model", metavar="DIR", help="Hugging Face causal-LM directory (default: the embedded default policy)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:0 or auto (default cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def add_task(p: argparse.ArgumentParser, *, seeds: str) -> None:
+    p.add_argument("--task", default="gsm-symbolic", help="task: gsm-symbolic (default); with --data: gsm8k or math")
+    p.add_argument("--data", metavar="FILE", help="JSONL problems in GSM8K format (question, answer with '#### N'), or MATH with --task math")
+    p.add_argument("--seeds", default=seeds, help=f"GSM-Symbolic seeds START:STOP, 100 problems each (default {seeds})")
+    p.add_argument("--n", type=int, default=None, help="use only the first N problems")
+
+
+def parse_range(text: str, name: str) -> range:
+    try:
+        start, _, stop = text.partition(":")
+        r = range(int(start), int(stop)) if stop else range(int(start), int(start) + 1)
+    except ValueError:
+        raise CLIError(f"{name} must look like START:STOP (e.g. 0:5), got {text!r}") from None
+    if len(r) == 0 or r.start < 0:
+        raise CLIError(f"{name} {text!r} is empty or negative; give START:STOP with 0 <= START < STOP")
+    return r
+
+
+def setup_torch(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CLIError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+
+def load_policy(args: argparse.Namespace) -> Any:
+    from ..pretrained import load_policy as load
+
+    try:
+        return load(args.model, device=args.device)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+
+
+@dataclass
+class LoadedTask:
+    """The task adapted to the policy's tokens, its problems, and the source (prompt text etc.)."""
+
+    task: Any  # MathTask
+    problems: list[Any]
+    name: str
+
+
+def load_task(args: argparse.Namespace, policy: Any, *, purpose: str) -> LoadedTask:
+    """``purpose``: "eval" warns on seeds outside the held-out range, "train" refuses held-out seeds."""
+    from ..tasks import DatasetFormatError, GsmSymbolic, ProblemSet, load_gsm8k_jsonl, load_math_jsonl
+    from ..tasks.math_task import MathTask
+
+    template = policy.settings.prompt_template
+    if args.data is not None:
+        loaders = {"gsm8k": load_gsm8k_jsonl, "gsm-symbolic": load_gsm8k_jsonl, "math": load_math_jsonl}
+        if args.task not in loaders:
+            raise CLIError(f"unknown --task {args.task!r} for --data; pick one of {sorted(loaders)}")
+        if not Path(args.data).is_file():
+            raise CLIError(f"--data {args.data}: no such file")
+        try:
+            source: Any = ProblemSet(loaders[args.task](args.data), template)
+        except (DatasetFormatError, ValueError) as e:
+            raise CLIError(f"--data: {e}") from None
+        problems = list(source.problems)
+        name = Path(args.data).name
+    else:
+        if args.task != "gsm-symbolic":
+            raise CLIError(f"unknown --task {args.task!r}; pick gsm-symbolic, or gsm8k / math with --data FILE")
+        seeds = parse_range(args.seeds, "--seeds")
+        overlap = [s for s in seeds if s in RESERVED_EVAL_SEEDS]
+        if purpose == "train" and overlap:
+            raise CLIError(f"--seeds {args.seeds} overlaps seeds 0..999, reserved for evaluation; label and train on seeds >= 1000 (e.g. --seeds 2000:2003)")
+        if purpose == "eval" and len(overlap) < len(seeds):
+            print(f"qstar: warning: --seeds {args.seeds} goes past 0..999, the held-out range; the default policy trained on seeds 1000..1435", file=sys.stderr)
+        source = GsmSymbolic(prompt_template=template)
+        problems = list(source.problems(seeds))
+        if purpose == "train":  # a few templates repeat questions across seeds: keep held-out ones out
+            held_out = {p.question for p in source.problems(CHECKED_EVAL_SEEDS)}
+            kept = [p for p in problems if p.question not in held_out]
+            if len(kept) < len(problems):
+                print(f"qstar: dropped {len(problems) - len(kept)} problems whose question also occurs in held-out seeds {CHECKED_EVAL_SEEDS.start}..{CHECKED_EVAL_SEEDS.stop - 1}", file=sys.stderr)
+            problems = kept
+        name = f"gsm-symbolic seeds {seeds.start}:{seeds.stop}"
+    if args.n is not None:
+        if args.n < 1:
+            raise CLIError(f"--n must be >= 1, got {args.n}")
+        problems = problems[: args.n]
+    return LoadedTask(MathTask(source, encode=policy.encode), problems, name)
