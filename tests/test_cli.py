@@ -1,14 +1,26 @@
-"""The command line: the demo runs and A* finds what greedy misses."""
+"""The command line: every command on the embedded default, the label -> train -> eval pipeline
+on a few problems, and clear errors (exit status 2, no traceback) for bad input."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 
 import pytest
 
-from qstar_native.__main__ import main
+from qstar_native.cli import main
+from qstar_native.value import QValueModel
+
+QUESTION = "A baker makes 12 trays of 8 muffins. He sells 30 muffins. How many muffins are left?"
+
+
+@pytest.fixture(scope="module")
+def qvm_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("qvm")
+    QValueModel(hidden_size=128, head="mlp", mlp_width=8, out_act="sigmoid", seed=3).save_pretrained(path)
+    return str(path)
 
 
 def test_demo_astar_beats_greedy(capsys):
@@ -19,8 +31,105 @@ def test_demo_astar_beats_greedy(capsys):
     assert astar == 100.0 and greedy < astar
 
 
-def test_bad_arguments_exit_with_a_message():
-    with pytest.raises(SystemExit):
-        main(["demo", "--problems", "0"])
+@pytest.mark.parametrize("command", ["solve", "eval", "label", "train-qvm", "demo"])
+def test_every_command_has_help_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out
+    if command != "demo":
+        assert "--seed" in out and "--device" in out
+
+
+def test_solve_prints_path_and_writes_tree(qvm_dir, tmp_path, capsys):
+    tree = tmp_path / "t.html"
+    assert main(["solve", QUESTION, "--qvm", qvm_dir, "--k", "2", "--max-expansions", "6", "--tree", str(tree)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["f", "g", "h", "step"] or out.startswith("no solution found")
+    assert tree.read_text().count("<svg") == 1 and f"search tree written to {tree}" in out
+
+
+def test_eval_table_json_plot(qvm_dir, tmp_path, capsys):
+    js, png = tmp_path / "e.json", tmp_path / "e.png"
+    args = ["eval", "--n", "3", "--qvm", qvm_dir, "--methods", "greedy,best-of-n:2,beam:2,qstar:4", "--k", "2",
+            "--json", str(js), "--plot", str(png), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for name in ("greedy", "best_of_2_qvm", "beam_w2_k2", "qstar_lam1_k2_min"):
+        assert re.search(rf"^{name}\s+3\s", out, re.M), name
+    assert "qstar_lam1_k2_min - greedy" in out and "McNemar" in out
+    doc = json.loads(js.read_text())
+    assert [s["method"] for s in doc["summaries"]] == ["greedy", "best_of_2_qvm", "beam_w2_k2", "qstar_lam1_k2_min"]
+    assert all(len(r["records"]) == 3 for r in doc["reports"]) and len(doc["comparisons"]) == 3
+    # every method saw the same problems, in the same order
+    assert len({tuple(x["question_id"] for x in r["records"]) for r in doc["reports"]}) == 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_label_train_eval_pipeline(tmp_path, capsys):
+    labels, qvm = tmp_path / "l.jsonl", tmp_path / "qvm"
+    task = ["--seeds", "2000:2001", "--n", "2"]
+    assert main(["label", *task, "--out", str(labels), "--trajectories", "2", "--rollouts", "2", "--chunk", "1"]) == 0
+    rows = [json.loads(line) for line in labels.read_text().splitlines()]
+    assert rows and {r["question_id"] for r in rows} <= {"gsm_symbolic-0000-2000", "gsm_symbolic-0001-2000"}
+    assert all(r["label"] in (0.0, 1.0) and r["method"] == "best_of_rollouts" for r in rows)
+    # resuming adds nothing
+    assert main(["label", *task, "--out", str(labels), "--trajectories", "2", "--rollouts", "2", "--chunk", "1"]) == 0
+    assert len(labels.read_text().splitlines()) == len(rows)
+    assert main(["train-qvm", *task, "--labels", str(labels), "--out", str(qvm), "--epochs", "3", "--val-fraction", "0"]) == 0
+    loaded = QValueModel.from_pretrained(qvm)
+    assert loaded.backbone is None and loaded.hidden_size == 128
+    report = json.loads((qvm / "train_report.json").read_text())
+    assert report["rows"] == len(rows) and report["mode"] == "hidden"
+    capsys.readouterr()
+    assert main(["eval", "--n", "1", "--qvm", str(qvm), "--methods", "qstar:2", "--k", "2", "--no-progress"]) == 0
+    assert "qstar_lam1_k2_min" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eval", "--model", "/nonexistent/model"], "does not exist"),
+        (["eval", "--task", "mbpp"], "unknown --task 'mbpp'"),
+        (["eval", "--methods", "greedy,dfs"], "unknown method 'dfs'"),
+        (["eval", "--methods", "greedy,greedy"], "twice"),
+        (["eval", "--methods", "beam:0"], "positive integer"),
+        (["eval", "--qvm", "none", "--methods", "best-of-n"], "use majority"),
+        (["eval", "--qvm", "/nonexistent/qvm"], "does not exist"),
+        (["eval", "--seeds", "5"], None),  # a single seed is fine; checked below with --n
+        (["eval", "--seeds", "x:y"], "START:STOP"),
+        (["eval", "--n", "0"], "--n must be >= 1"),
+        (["eval", "--device", "tpu:9"], "device"),
+        (["label", "--seeds", "0:2", "--out", "x.jsonl"], "reserved for evaluation"),
+        (["train-qvm", "--labels", "/nonexistent.jsonl", "--out", "q"], "no such file"),
+        (["solve", QUESTION, "--tree", "t.png"], ".html, .svg or .dot"),
+        (["solve", " "], "empty"),
+    ],
+)
+def test_errors_exit_2_with_a_message(argv, message, capsys):
+    if message is None:
+        argv = [*argv, "--n", "1", "--methods", "greedy", "--no-progress"]
+        assert main(argv) == 0
+        return
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qstar: error:") and message in err and "Traceback" not in err
+
+
+def test_bad_data_file_names_the_line(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "1+1?", "answer": "#### 2"}\n{"question": "2+2?", "answer": "four"}\n')
+    assert main(["eval", "--data", str(data), "--task", "gsm8k", "--methods", "greedy"]) == 2
+    err = capsys.readouterr().err
+    assert "d.jsonl:2" in err and "####" in err
+    data.write_text('{"question": "What is 2 + 3?", "answer": "2 + 3 = <<2+3=5>>5\\n#### 5"}\n')
+    assert main(["eval", "--data", str(data), "--task", "gsm8k", "--methods", "greedy", "--no-progress"]) == 0
+    assert re.search(r"^greedy\s+1\s", capsys.readouterr().out, re.M)
+
+
+def test_module_entry_point_and_argparse_errors():
     proc = subprocess.run([sys.executable, "-m", "qstar_native", "frobnicate"], capture_output=True, text=True)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "qstar_native", "demo", "--problems", "0"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--problems must be between 1 and 100" in proc.stderr

@@ -1,7 +1,8 @@
 """qstar_native: Q* deliberative planning for LLM reasoning on a native A* engine.
 
 The engine, Searcher and prefix cache import only numpy. The model-facing parts (``HFPolicy``,
-``QValueModel``, ``evaluate``) import torch and transformers, so they load on first use.
+``QValueModel``, ``evaluate``, ``load_default``) import torch and transformers, so they load on
+first use. ``qstar_native.load_default().solve(question)`` runs Q* with the embedded policy and QVM.
 
 >>> import qstar_native
 >>> searcher = qstar_native.Searcher(lambda nodes: [[] for _ in nodes])
@@ -30,11 +31,15 @@ _LAZY = {
     "evaluate": ".evaluation",
     "compare": ".evaluation",
     "EvalReport": ".evaluation",
+    "Solver": ".pretrained",
+    "load_default": ".pretrained",
+    "load_policy": ".pretrained",
 }
 
 if TYPE_CHECKING:
     from .evaluation import EvalReport, compare, evaluate
     from .policy import Candidate, HFPolicy
+    from .pretrained import Solver, load_default, load_policy
     from .value import QValueModel, compose
 
 
@@ -63,10 +68,13 @@ __all__ = [
     "SearchResult",
     "Searcher",
     "Solution",
+    "Solver",
     "Stats",
     "as_tokens",
     "compare",
     "compose",
     "evaluate",
+    "load_default",
+    "load_policy",
 ]
 __version__ = "0.1.0"

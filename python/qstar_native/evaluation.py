@@ -120,11 +120,14 @@ class EvalReport:
         """A printable one-method table (see :func:`format_table`)."""
         return format_table([self])
 
+    def to_dict(self) -> dict[str, Any]:
+        """The summary and every record, JSON-safe (non-finite floats become None)."""
+        return _finite({"method": self.method, "seed": self.seed, "summary": asdict(self.summary), "records": [r.to_dict() for r in self.records]})
+
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Writes the summary and every record as one JSON document."""
-        doc = {"method": self.method, "seed": self.seed, "summary": asdict(self.summary), "records": [r.to_dict() for r in self.records]}
+        """Writes :meth:`to_dict` as one JSON document."""
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(_finite(doc), f, indent=1, ensure_ascii=False)
+            json.dump(self.to_dict(), f, indent=1, ensure_ascii=False)
             f.write("\n")
 
     @classmethod

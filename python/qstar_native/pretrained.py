@@ -33,7 +33,10 @@ from .types import Aggregate, SearchResult
 from .value import QValueModel
 from .value.scorers import QVMScorer, annotation_step_reward
 
-__all__ = ["DEFAULT_POLICY_DIR", "DEFAULT_QVM_DIR", "Policy", "PolicySettings", "SolveResult", "SolvedStep", "Solver", "load_default", "load_policy", "load_qvm"]
+__all__ = [
+    "DEFAULT_POLICY_DIR", "DEFAULT_QVM_DIR", "Policy", "PolicySettings", "SolveResult", "SolvedStep", "Solver",
+    "load_default", "load_policy", "load_qvm", "qvm_scorer", "step_policy",
+]  # fmt: skip
 
 _DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_POLICY_DIR = _DATA / "default_policy"
@@ -141,6 +144,18 @@ def load_qvm(path: str | os.PathLike[str] | None, policy: Policy) -> QValueModel
     return qvm.to(dev).eval()
 
 
+def step_policy(policy: Policy, qvm: QValueModel | None = None, *, seed: int = 0, **kw: Any) -> HFStepPolicy:
+    """The policy as a StepPolicy (for baselines, labelling, Q*); it returns hidden states when
+    ``qvm`` is a head that reads them."""
+    return HFStepPolicy(policy.hf_policy(seed=seed, return_hidden=qvm is not None and qvm.backbone is None, **kw))
+
+
+def qvm_scorer(qvm: QValueModel | None) -> QVMScorer | None:
+    """The step scorer of ``qvm``: on the policy's hidden states for a head alone, else on the
+    state through the QVM's own backbone."""
+    return None if qvm is None else QVMScorer(qvm, "hidden" if qvm.backbone is None else "sequence")
+
+
 @dataclass(frozen=True)
 class SolvedStep:
     """One step of the chosen path: its text, process reward, and g, h, f of the node it made."""
@@ -243,10 +258,9 @@ class Solver:
         if process_reward not in ("annotations", None):
             raise ValueError(f"process_reward={process_reward!r}; pick 'annotations' or None")
         self.policy, self.qvm, self.seed = policy, qvm, int(seed)
-        hidden_mode = qvm is not None and qvm.backbone is None
-        self.step_policy = HFStepPolicy(policy.hf_policy(num_candidates=k, temperature=temperature, seed=seed, return_hidden=hidden_mode))
+        self.step_policy = step_policy(policy, qvm, seed=seed)
         reward = annotation_step_reward(policy.decode) if process_reward == "annotations" else None
-        value = None if qvm is None else QVMScorer(qvm, "hidden" if hidden_mode else "sequence")
+        value = qvm_scorer(qvm)
         self.method = QStar(
             lam=lam, k=k, aggregate=aggregate, reward=reward, value=value, temperature=temperature,
             max_steps=policy.settings.max_steps, batch_size=batch_size, max_expansions=max_expansions, max_tokens=max_tokens,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import replace
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .engine import Engine
 from .types import Aggregate, Child, Node, SearchResult, Solution, Tokens, TreeNode
+
+if TYPE_CHECKING:
+    from .pretrained import Solver
 
 ExpandFn = Callable[[list[Node]], Sequence[Sequence[Child]]]
 """Takes a batch of nodes, returns one list of scored children per node (possibly empty)."""
@@ -85,6 +89,19 @@ class Searcher:
             dedup=dedup,
         )
         self._new_engine()  # fail fast on a bad configuration
+
+    @staticmethod
+    def from_pretrained(policy_dir: str | os.PathLike[str] | None = None, *, qvm: str | os.PathLike[str] | None = "default", **kw: Any) -> "Solver":
+        """A :class:`~qstar_native.pretrained.Solver`: Q* bound to a Hugging Face policy directory
+        (default: the embedded one) and a QVM directory (``"default"``: the embedded QVM with the
+        embedded policy). Keyword arguments go to the Solver (``lam``, ``k``, ``max_expansions``...).
+
+        >>> solver = Searcher.from_pretrained()  # doctest: +SKIP
+        >>> print(solver.solve("A box holds 6 eggs. How many eggs are in 7 boxes?"))  # doctest: +SKIP
+        """
+        from .pretrained import Solver
+
+        return Solver.from_pretrained(policy_dir, qvm=qvm, **kw)
 
     def new_engine(self) -> Engine:
         """A fresh engine with this Searcher's configuration (for ask/tell use)."""

@@ -5,17 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, label, train_qvm
+from . import demo, evaluate, label, solve, train_qvm
 from .common import CLIError
 
-COMMANDS = (label, train_qvm, demo)
+COMMANDS = (solve, evaluate, label, train_qvm, demo)
+EXAMPLES = """examples:
+  qstar eval --n 50
+  qstar solve "Tom has 3 bags of 12 apples. He eats 5. How many are left?" --tree tree.html
+  qstar label --seeds 2000:2003 --out labels.jsonl && qstar train-qvm --labels labels.jsonl --out my_qvm
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qstar",
         description="Q* deliberative planning on a native A* engine.",
-        epilog="examples:\n  qstar label --seeds 2000:2003 --out labels.jsonl\n  qstar demo",
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -55,7 +55,11 @@ def setup_torch(args: argparse.Namespace) -> None:
 
 
 def load_policy(args: argparse.Namespace) -> Any:
+    from transformers.utils import logging as hf_logging
+
     from ..pretrained import load_policy as load
+
+    hf_logging.disable_progress_bar()  # a 1 MB model needs no "Loading weights" bar
 
     try:
         return load(args.model, device=args.device)

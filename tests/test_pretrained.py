@@ -1,0 +1,136 @@
+"""Loading policies and QVMs from directories, and Solver.solve on the embedded default policy.
+
+Every reported number of a solve is recomputed independently: g from the annotation rule on each
+step's text, h by a full forward of the policy over prompt + steps (no KV cache) through the QVM
+head, f = g + lam * h.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+import qstar_native
+from qstar_native.pretrained import DEFAULT_POLICY_DIR, PolicySettings, Solver, load_policy, load_qvm
+from qstar_native.tasks import annotation_reward
+from qstar_native.value import QValueModel
+
+QUESTION = "A baker makes 12 trays of 8 muffins. He sells 30 muffins. How many muffins are left?"
+
+
+@pytest.fixture(scope="module")
+def policy():
+    torch.manual_seed(0)
+    return load_policy()
+
+
+@pytest.fixture(scope="module")
+def qvm_dir(tmp_path_factory, policy):
+    path = tmp_path_factory.mktemp("qvm")
+    QValueModel(hidden_size=policy.model.config.hidden_size, head="mlp", mlp_width=8, out_act="sigmoid", seed=3).save_pretrained(path)
+    return path
+
+
+def test_default_policy_settings_and_prompt(policy):
+    assert policy.path == DEFAULT_POLICY_DIR
+    assert policy.settings == PolicySettings(prompt_template="{question}\n", step_delimiter="\n", max_step_tokens=96, max_steps=12)
+    assert policy.prompt("What is 2 + 2?") == "What is 2 + 2?\n"
+    ids = policy.encode("3 + 4 = <<3+4=7>>7\n")
+    assert policy.decode(ids) == "3 + 4 = <<3+4=7>>7\n"
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.5])
+def test_solve_reports_consistent_f_g_h(policy, qvm_dir, lam):
+    qvm = load_qvm(qvm_dir, policy)
+    solver = Solver(policy, qvm, lam=lam, k=3, max_expansions=12, seed=1)
+    result = solver.solve(QUESTION)
+    assert result.search.tree is not None and len(result.search.tree) == result.search.stats.nodes
+    if not result.steps:
+        assert result.search.stop_reason != "solutions"
+        return
+    oracle = QValueModel.from_pretrained(qvm_dir, backbone=policy.model)
+    prompt_ids = policy.encode(policy.prompt(QUESTION))
+    best = result.search.best
+    g = 0.0
+    state = list(prompt_ids)
+    for i, (step, tok) in enumerate(zip(result.steps, best.steps)):
+        state += tok.tolist()
+        reward = annotation_reward(step.text)
+        g = reward if i == 0 else min(g, reward)
+        with torch.no_grad():
+            (h,), _ = oracle.score_sequences([state])
+        assert step.reward == reward
+        assert step.g == pytest.approx(g)
+        assert step.h == pytest.approx(float(h), abs=1e-4)
+        assert step.f == pytest.approx(step.g + lam * step.h, abs=1e-6)
+    assert result.completion == "".join(s.text for s in result.steps)
+    assert result.f == pytest.approx(result.steps[-1].f)
+    path = result.chosen_path()
+    tree = result.search.tree
+    assert path[0] == 0 and path[-1] == best.node_id and len(path) == len(best.steps) + 1
+    assert all(tree[c].record.parent == p for p, c in zip(path, path[1:]))
+    assert tree[best.node_id].record.status == "solution"
+    assert "answer:" in str(result)
+
+
+def test_solve_writes_each_tree_format(policy, qvm_dir, tmp_path):
+    result = Solver(policy, load_qvm(qvm_dir, policy), k=2, max_expansions=6).solve(QUESTION)
+    for suffix in ("html", "svg", "dot"):
+        out = result.write_tree(tmp_path / f"tree.{suffix}")
+        assert out.stat().st_size > 0
+    assert "<svg" in (tmp_path / "tree.html").read_text()
+    assert (tmp_path / "tree.dot").read_text().lstrip().startswith("digraph")
+
+
+def test_same_seed_same_search(policy, qvm_dir):
+    qvm = load_qvm(qvm_dir, policy)
+    a = Solver(policy, qvm, k=3, max_expansions=8, seed=5).solve(QUESTION)
+    b = Solver(policy, qvm, k=3, max_expansions=8, seed=5).solve(QUESTION)
+    assert [s.text for s in a.steps] == [s.text for s in b.steps]
+    assert [t.record for t in a.search.tree] == [t.record for t in b.search.tree]
+
+
+def test_searcher_from_pretrained_and_budgets(qvm_dir):
+    solver = qstar_native.Searcher.from_pretrained(qvm=qvm_dir, k=2, max_expansions=1)
+    assert isinstance(solver, qstar_native.Solver)
+    result = solver.solve(QUESTION)
+    assert result.search.stats.expanded <= 1
+    if not result.steps:
+        assert result.search.stop_reason == "max_expansions" and "no solution" in str(result)
+
+
+def test_load_errors_name_the_fix(tmp_path, policy, qvm_dir):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_policy(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_policy(tmp_path)
+    bad = tmp_path / "bad_settings"
+    shutil.copytree(DEFAULT_POLICY_DIR, bad)
+    (bad / "qstar.json").write_text(json.dumps({"prompt_templat": "{question}"}))
+    with pytest.raises(ValueError, match="unknown setting"):
+        load_policy(bad)
+    (bad / "qstar.json").write_text(json.dumps({"prompt_template": "no placeholder"}))
+    with pytest.raises(ValueError, match=r"\{question\}"):
+        load_policy(bad)
+    wide = tmp_path / "wide_qvm"
+    QValueModel(hidden_size=7).save_pretrained(wide)
+    with pytest.raises(ValueError, match="width 7"):
+        load_qvm(wide, policy)
+    with pytest.raises(FileNotFoundError, match="qstar train-qvm"):
+        load_qvm(tmp_path / "nope", policy)
+    with pytest.raises(ValueError, match="non-empty"):
+        Solver(policy).solve("  ")
+    with pytest.raises(ValueError, match="process_reward"):
+        Solver(policy, process_reward="prm")
+    with pytest.raises(ValueError, match="device"):
+        load_policy(device="tpu:9")
+
+
+def test_without_qvm_h_is_zero(policy):
+    result = Solver(policy, None, k=2, max_expansions=10).solve(QUESTION)
+    assert all(t.record.h == 0.0 for t in result.search.tree)
+    assert all(math.isclose(s.f, s.g) for s in result.steps)
