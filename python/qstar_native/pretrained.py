@@ -28,6 +28,7 @@ import torch
 
 from .baselines.qstar import QStar
 from .policy import HFPolicy
+from .policy.calculator import Calculator
 from .policy.step_policy import HFStepPolicy
 from .types import Aggregate, SearchResult
 from .value import QValueModel
@@ -130,9 +131,11 @@ def load_policy(path: str | os.PathLike[str] | None = None, *, device: str | Non
     return Policy(model, tokenizer, settings, directory)
 
 
-def load_qvm(path: str | os.PathLike[str] | None, policy: Policy) -> QValueModel:
+def load_qvm(path: str | os.PathLike[str] | None, policy: Policy, *, calculator: bool = False) -> QValueModel:
     """Loads a QVM for ``policy`` (default path: the embedded default's QVM). A head without a
-    backbone must read hidden states of the policy's width."""
+    backbone reads hidden states of the policy's width: the policy's own, handed over at no cost;
+    with ``calculator`` (steps are rewritten after generation, so those hidden states are stale)
+    the policy model becomes its backbone and reads the rewritten state."""
     directory = Path(path) if path is not None else DEFAULT_QVM_DIR
     if not directory.is_dir():
         raise FileNotFoundError(f"QVM directory {str(directory)!r} does not exist; pass a directory written by QValueModel.save_pretrained (qstar train-qvm --out DIR)")
@@ -140,14 +143,28 @@ def load_qvm(path: str | os.PathLike[str] | None, policy: Policy) -> QValueModel
     width = int(policy.model.config.hidden_size)
     if qvm.backbone is None and qvm.hidden_size != width:
         raise ValueError(f"the QVM in {directory} reads hidden states of width {qvm.hidden_size} but the policy in {policy.path} has width {width}: train a QVM for this policy (qstar train-qvm)")
+    if qvm.backbone is None and calculator:
+        qvm = QValueModel.from_pretrained(directory, backbone=policy.model)
     dev = next(policy.model.parameters()).device
     return qvm.to(dev).eval()
 
 
-def step_policy(policy: Policy, qvm: QValueModel | None = None, *, seed: int = 0, **kw: Any) -> HFStepPolicy:
-    """The policy as a StepPolicy (for baselines, labelling, Q*); it returns hidden states when
-    ``qvm`` is a head that reads them."""
-    return HFStepPolicy(policy.hf_policy(seed=seed, return_hidden=qvm is not None and qvm.backbone is None, **kw))
+def step_policy(policy: Policy, qvm: QValueModel | None = None, *, seed: int = 0, calculator: bool = False, **kw: Any) -> HFStepPolicy | Calculator:
+    """The policy as a StepPolicy (for baselines, labelling, Q*). It hands out hidden states when
+    ``qvm`` is a head that reads them; with ``calculator`` every step's ``<<expr=value>>`` results
+    are made exact (:class:`~qstar_native.policy.calculator.Calculator`)."""
+    hf = HFStepPolicy(policy.hf_policy(seed=seed, return_hidden=qvm is not None and qvm.backbone is None and not calculator, **kw))
+    return Calculator(hf, policy.encode, policy.tokenizer.eos_token_id) if calculator else hf
+
+
+PROCESS_REWARDS = ("annotations", "grounded", None)
+
+
+def process_reward_scorer(policy: Policy, kind: str | None) -> annotation_step_reward | None:
+    """The step scorer for g: ``"annotations"``, ``"grounded"`` or None (see :class:`Solver`)."""
+    if kind not in PROCESS_REWARDS:
+        raise ValueError(f"process_reward={kind!r}; pick one of {PROCESS_REWARDS}")
+    return None if kind is None else annotation_step_reward(policy.decode, grounded=kind == "grounded")
 
 
 def qvm_scorer(qvm: QValueModel | None) -> QVMScorer | None:
@@ -229,10 +246,12 @@ class Solver:
         policy: a :class:`Policy` (:func:`load_policy`).
         qvm: its Q-value model, or None for h = 0 (best-first on g alone).
         lam: weight of h. k: next steps proposed per expansion. temperature: their sampling.
-        process_reward: ``"annotations"`` (the GSM8K ``<<expr=value>>`` check, -1 per wrong one)
-            or None (g = 0).
+        process_reward: ``"annotations"`` (the GSM8K ``<<expr=value>>`` check, -1 per wrong one),
+            ``"grounded"`` (that, and -1 per operand the context never states) or None (g = 0).
         aggregate: how g combines step rewards. batch_size: nodes expanded per round.
         max_expansions, max_tokens: the search's budgets. seed: sampling seed.
+        calculator: make every step's ``<<expr=value>>`` results exact (see
+            :mod:`qstar_native.policy.calculator`); the QVM must then read states through a backbone.
 
     Example:
         >>> solver = Solver.from_pretrained()  # the embedded default  # doctest: +SKIP
@@ -254,12 +273,15 @@ class Solver:
         max_expansions: int | None = 48,
         max_tokens: int | None = None,
         seed: int = 0,
+        calculator: bool = False,
     ) -> None:
-        if process_reward not in ("annotations", None):
-            raise ValueError(f"process_reward={process_reward!r}; pick 'annotations' or None")
+        if process_reward not in PROCESS_REWARDS:
+            raise ValueError(f"process_reward={process_reward!r}; pick one of {PROCESS_REWARDS}")
+        if calculator and qvm is not None and qvm.backbone is None:
+            raise ValueError("calculator=True rewrites steps after generation, so a QVM head cannot read the policy's hidden states: load it with load_qvm(path, policy, calculator=True)")
         self.policy, self.qvm, self.seed = policy, qvm, int(seed)
-        self.step_policy = step_policy(policy, qvm, seed=seed)
-        reward = annotation_step_reward(policy.decode) if process_reward == "annotations" else None
+        self.step_policy = step_policy(policy, qvm, seed=seed, calculator=calculator)
+        reward = process_reward_scorer(policy, process_reward)
         value = qvm_scorer(qvm)
         self.method = QStar(
             lam=lam, k=k, aggregate=aggregate, reward=reward, value=value, temperature=temperature,
@@ -275,7 +297,7 @@ class Solver:
         policy = load_policy(policy_dir, device=device)
         if qvm == "default":
             qvm = DEFAULT_QVM_DIR if policy_dir is None and DEFAULT_QVM_DIR.is_dir() else None
-        return cls(policy, None if qvm is None else load_qvm(qvm, policy), **kw)
+        return cls(policy, None if qvm is None else load_qvm(qvm, policy, calculator=bool(kw.get("calculator", False))), **kw)
 
     def solve(self, question: str, *, seed: int | None = None, keep_tree: bool = True) -> SolveResult:
         """Searches for the best reasoning path for ``question``."""

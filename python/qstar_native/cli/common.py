@@ -26,6 +26,33 @@ def add_common(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
+def add_calculator(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calculator", action="store_true", help="make every <<expr=value>> result exact after each step (a setting to report beside the plain policy)")
+
+
+def add_search(p: argparse.ArgumentParser) -> None:
+    """Options of the Q* scoring shared by solve and eval."""
+    p.add_argument("--qvm", metavar="DIR", help="Q-value model directory (default: the embedded one with the default policy; 'none' for h = 0)")
+    p.add_argument("--process-reward", choices=("annotations", "grounded", "none"), default="annotations",
+                   help="g's step reward: annotations (-1 per wrong <<expr=value>>), grounded (also -1 per operand the context never states), none (default annotations)")
+    p.add_argument("--k", type=int, default=4, help="next steps proposed per expansion (default 4)")
+    p.add_argument("--lam", type=float, default=1.0, help="weight of h in f = g + lam*h (default 1)")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    add_calculator(p)
+
+
+def load_qvm(args: argparse.Namespace, policy: Any) -> tuple[Any, str]:
+    """The QVM named by --qvm (default: the embedded one with the embedded policy) and its name."""
+    from ..pretrained import DEFAULT_QVM_DIR
+    from ..pretrained import load_qvm as load
+
+    name = args.qvm if args.qvm is not None else (str(DEFAULT_QVM_DIR) if args.model is None and DEFAULT_QVM_DIR.is_dir() else "none")
+    try:
+        return (None if name == "none" else load(name, policy, calculator=args.calculator)), name
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(f"--qvm: {e}") from None
+
+
 def add_task(p: argparse.ArgumentParser, *, seeds: str) -> None:
     p.add_argument("--task", default="gsm-symbolic", help="task: gsm-symbolic (default); with --data: gsm8k or math")
     p.add_argument("--data", metavar="FILE", help="JSONL problems in GSM8K format (question, answer with '#### N'), or MATH with --task math")

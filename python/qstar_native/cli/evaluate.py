@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .common import CLIError, add_common, add_task, load_policy, load_task, setup_torch
+from .common import CLIError, add_common, add_search, add_task, load_policy, load_qvm, load_task, setup_torch
 
 EXAMPLES = """examples:
   qstar eval --n 50
@@ -39,11 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     add_task(p, seeds="0:5")
     add_common(p)
-    p.add_argument("--qvm", metavar="DIR", help="Q-value model directory (default: the embedded one with the default policy; 'none' for h = 0)")
+    add_search(p)
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default {DEFAULT_METHODS})")
-    p.add_argument("--k", type=int, default=4, help="next steps proposed per expansion (default 4)")
-    p.add_argument("--lam", type=float, default=1.0, help="weight of h in f = g + lam*h (default 1)")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
     p.add_argument("--json", metavar="FILE", help="write summaries, comparisons and per-problem records here")
     p.add_argument("--plot", metavar="PNG", help="write accuracy against generated tokens per method (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -117,8 +114,7 @@ class PathScore:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import compare, evaluate, format_table
-    from ..pretrained import DEFAULT_QVM_DIR, load_qvm, qvm_scorer, step_policy
-    from ..value.scorers import annotation_step_reward
+    from ..pretrained import process_reward_scorer, qvm_scorer, step_policy
 
     if args.k < 1:
         raise CLIError(f"--k must be >= 1, got {args.k}")
@@ -129,16 +125,13 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("--plot needs matplotlib: pip install matplotlib") from None
     setup_torch(args)
     policy = load_policy(args)
-    qvm_dir = args.qvm if args.qvm is not None else (str(DEFAULT_QVM_DIR) if args.model is None and DEFAULT_QVM_DIR.is_dir() else "none")
-    try:
-        qvm = None if qvm_dir == "none" else load_qvm(qvm_dir, policy)
-    except (FileNotFoundError, ValueError) as e:
-        raise CLIError(f"--qvm: {e}") from None
+    qvm, qvm_dir = load_qvm(args, policy)
     loaded = load_task(args, policy, purpose="eval")
-    reward = annotation_step_reward(policy.decode)
+    reward = process_reward_scorer(policy, None if args.process_reward == "none" else args.process_reward)
     methods = build_methods(args.methods, k=args.k, lam=args.lam, temperature=args.temperature, max_steps=policy.settings.max_steps, reward=reward, value=qvm_scorer(qvm))
-    sp = step_policy(policy, qvm, seed=args.seed)
-    print(f"{len(loaded.problems)} problems ({loaded.name}), policy {policy.path}, QVM {qvm_dir}", file=sys.stderr)
+    sp = step_policy(policy, qvm, seed=args.seed, calculator=args.calculator)
+    print(f"{len(loaded.problems)} problems ({loaded.name}), policy {policy.path}, QVM {qvm_dir}, process reward {args.process_reward}"
+          f"{', calculator' if args.calculator else ''}", file=sys.stderr)
     start = time.perf_counter()
     reports = [evaluate(loaded.task, m, sp, loaded.problems, seed=args.seed, progress=not args.no_progress) for m in methods]
     ref = next((r for r in reports if r.method.startswith("qstar")), None)

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from .common import CLIError, add_common, add_task, load_policy, load_task, setup_torch
+from .common import CLIError, add_calculator, add_common, add_task, load_policy, load_task, setup_torch
 
 EXAMPLES = """examples:
   qstar label --seeds 2000:2003 --out labels.jsonl
@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     add_task(p, seeds="2000:2003")
     add_common(p)
+    add_calculator(p)
     p.add_argument("--out", required=True, help="label file (JSONL), created or resumed")
     p.add_argument("--trajectories", type=int, default=4, help="solutions sampled per problem (default 4)")
     p.add_argument("--rollouts", type=int, default=4, help="rollouts per (state, step) (default 4)")
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..labels import LabelWriter, best_of_rollouts, sample_trajectories, state_actions
-    from ..policy.step_policy import HFStepPolicy
+    from ..pretrained import step_policy as make_step_policy
 
     for name in ("trajectories", "rollouts", "chunk"):
         if getattr(args, name) < 1:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     setup_torch(args)
     policy = load_policy(args)
     loaded = load_task(args, policy, purpose="train")
-    step_policy = HFStepPolicy(policy.hf_policy(seed=args.seed))
+    step_policy = make_step_policy(policy, seed=args.seed, calculator=args.calculator)
     max_steps = policy.settings.max_steps
     start, n_rows, positive = time.perf_counter(), 0, 0
     with LabelWriter(args.out) as writer:

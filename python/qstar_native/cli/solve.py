@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import CLIError, add_common, load_policy, setup_torch
+from .common import CLIError, add_common, add_search, load_policy, load_qvm, setup_torch
 
 EXAMPLES = """examples:
   qstar solve "A farmer has 12 cows and buys 7 more. How many cows does he have?"
@@ -22,17 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("question", help="the question (quote it)")
     add_common(p)
-    p.add_argument("--qvm", metavar="DIR", help="Q-value model directory (default: the embedded one with the default policy; 'none' for h = 0)")
-    p.add_argument("--k", type=int, default=4, help="next steps proposed per expansion (default 4)")
-    p.add_argument("--lam", type=float, default=1.0, help="weight of h (default 1)")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    add_search(p)
     p.add_argument("--max-expansions", type=int, default=48, help="expansion budget (default 48)")
     p.add_argument("--tree", metavar="FILE", help="write the search tree: .html, .svg or .dot")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pretrained import DEFAULT_QVM_DIR, Solver, load_qvm
+    from ..pretrained import Solver
 
     if args.tree is not None and not args.tree.lower().endswith((".html", ".htm", ".svg", ".dot", ".gv")):
         raise CLIError(f"--tree {args.tree}: pick a .html, .svg or .dot file")
@@ -43,12 +40,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("the question is empty")
     setup_torch(args)
     policy = load_policy(args)
-    qvm_dir = args.qvm if args.qvm is not None else (str(DEFAULT_QVM_DIR) if args.model is None and DEFAULT_QVM_DIR.is_dir() else "none")
-    try:
-        qvm = None if qvm_dir == "none" else load_qvm(qvm_dir, policy)
-    except (FileNotFoundError, ValueError) as e:
-        raise CLIError(f"--qvm: {e}") from None
-    solver = Solver(policy, qvm, lam=args.lam, k=args.k, temperature=args.temperature, max_expansions=args.max_expansions, seed=args.seed)
+    qvm, _ = load_qvm(args, policy)
+    solver = Solver(policy, qvm, lam=args.lam, k=args.k, temperature=args.temperature, max_expansions=args.max_expansions, seed=args.seed,
+                    process_reward=None if args.process_reward == "none" else args.process_reward, calculator=args.calculator)
     result = solver.solve(args.question)
     print(result)
     if args.tree is not None:

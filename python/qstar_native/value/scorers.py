@@ -171,20 +171,42 @@ class code_syntax_reward:  # noqa: N801 - a reward function with settings
 
 
 class annotation_step_reward:  # noqa: N801
-    """GSM8K-style process reward of the candidate step alone: ``penalty`` per wrong
-    ``<<expr=value>>`` annotation (see :func:`qstar_native.tasks.annotation_reward`)."""
+    """GSM8K-style process reward of a candidate step: ``penalty`` per wrong ``<<expr=value>>``
+    annotation (see :func:`qstar_native.tasks.annotation_reward`); with ``grounded=True`` also
+    ``penalty`` per operand the question and the steps so far never state (see
+    :func:`qstar_native.tasks.grounding.grounding_reward`; the node's tokens are decoded for it).
 
-    def __init__(self, decode: Decode, *, penalty: float = -1.0) -> None:
+    >>> import numpy as np
+    >>> from types import SimpleNamespace as C
+    >>> decode = lambda ids: "".join(map(chr, ids))
+    >>> node = C(tokens=np.array([ord(c) for c in "Ann has 17 cats and 25 dogs.\\n"]))
+    >>> steps = [C(tokens=[ord(c) for c in s]) for s in ("<<17+25=42>>42\\n", "<<17+26=43>>43\\n", "<<17+25=43>>43\\n")]
+    >>> annotation_step_reward(decode)([node], [steps]), annotation_step_reward(decode, grounded=True)([node], [steps])
+    ([[0.0, 0.0, -1.0]], [[0.0, -1.0, -1.0]])
+    """
+
+    def __init__(self, decode: Decode, *, penalty: float = -1.0, grounded: bool = False) -> None:
         if not callable(decode):
             raise TypeError("decode must be callable: token ids -> text (e.g. tokenizer.decode)")
-        self.decode, self.penalty = decode, float(penalty)
-        self.__name__ = "annotation_step_reward"
+        self.decode, self.penalty, self.grounded = decode, float(penalty), bool(grounded)
+        self.__name__ = "annotation_step_reward" + ("_grounded" if grounded else "")
 
     def __call__(self, nodes: list[Node], candidates: Candidates) -> list[list[float]]:
         from ..tasks.annotations import annotation_reward
+        from ..tasks.grounding import grounding_reward
 
-        dec = self.decode
-        return [[annotation_reward(dec(np.asarray(c.tokens).tolist()), penalty=self.penalty) for c in cs] for cs in candidates]
+        dec, out = self.decode, []
+        for node, cs in zip(nodes, candidates):
+            context = dec(np.asarray(node.tokens).tolist()) if self.grounded else ""
+            row = []
+            for c in cs:
+                text = dec(np.asarray(c.tokens).tolist())
+                r = annotation_reward(text, penalty=self.penalty)
+                if self.grounded:
+                    r += grounding_reward(context, text, penalty=self.penalty)
+                row.append(r)
+            out.append(row)
+        return out
 
 
 class PRMScorer:
