@@ -29,10 +29,18 @@ _ANNOT = re.compile(r"<<([^<>]*?)=([^<>=]*)>>(\d[\d,]*(?:\.\d+)?)?")
 
 
 def _format(x: Fraction | int) -> str:
+    """An integer as is; else 2 decimals, more when 2 would be off by over 0.5%, never fewer than
+    one (the annotation check reads the written decimals as the precision claimed)."""
     x = Fraction(x)
     if x.denominator == 1:
         return str(x.numerator)
-    return f"{float(x):.2f}".rstrip("0").rstrip(".")
+    v = float(x)
+    for d in range(2, 9):
+        s = f"{v:.{d}f}"
+        if abs(float(s) - v) <= 0.005 * abs(v):
+            break
+    s = s.rstrip("0")
+    return s + "0" if s.endswith(".") else s
 
 
 def fill_results(text: str) -> str:
