@@ -51,13 +51,18 @@ class PolicySettings:
 
     ``prompt_template``: the prompt, ``{question}`` replaced by the question. ``step_delimiter``:
     a step ends at the first token whose text contains it. ``max_step_tokens``: a step's length
-    limit. ``max_steps``: a solution's step limit.
+    limit. ``max_steps``: a solution's step limit. The search defaults for this policy (each
+    overridable per call): ``temperature`` of proposals, ``process_reward`` (see :class:`Solver`)
+    and ``calculator``.
     """
 
     prompt_template: str = "{question}\n"
     step_delimiter: str = "\n"
     max_step_tokens: int = 96
     max_steps: int = 12
+    temperature: float = 0.7
+    process_reward: str | None = "annotations"
+    calculator: bool = False
 
     @classmethod
     def read(cls, directory: str | os.PathLike[str]) -> "PolicySettings":
@@ -75,6 +80,8 @@ class PolicySettings:
         out = cls(**data)
         if "{question}" not in out.prompt_template:
             raise ValueError(f"{path}: prompt_template must contain '{{question}}'")
+        if out.process_reward not in PROCESS_REWARDS:
+            raise ValueError(f"{path}: process_reward must be one of {PROCESS_REWARDS}, got {out.process_reward!r}")
         return out
 
 
@@ -245,13 +252,16 @@ class Solver:
     Args:
         policy: a :class:`Policy` (:func:`load_policy`).
         qvm: its Q-value model, or None for h = 0 (best-first on g alone).
-        lam: weight of h. k: next steps proposed per expansion. temperature: their sampling.
+        lam: weight of h. k: next steps proposed per expansion. temperature: their sampling
+            (None: the policy's setting).
         process_reward: ``"annotations"`` (the GSM8K ``<<expr=value>>`` check, -1 per wrong one),
-            ``"grounded"`` (that, and -1 per operand the context never states) or None (g = 0).
+            ``"grounded"`` (that, and -1 per operand the context never states), None (g = 0), or
+            ``"default"``: the policy's setting.
         aggregate: how g combines step rewards. batch_size: nodes expanded per round.
         max_expansions, max_tokens: the search's budgets. seed: sampling seed.
         calculator: make every step's ``<<expr=value>>`` results exact (see
-            :mod:`qstar_native.policy.calculator`); the QVM must then read states through a backbone.
+            :mod:`qstar_native.policy.calculator`; the QVM must then read states through a
+            backbone); None: the policy's setting.
 
     Example:
         >>> solver = Solver.from_pretrained()  # the embedded default  # doctest: +SKIP
@@ -266,15 +276,19 @@ class Solver:
         *,
         lam: float = 1.0,
         k: int = 4,
-        temperature: float = 0.7,
-        process_reward: str | None = "annotations",
+        temperature: float | None = None,
+        process_reward: str | None = "default",
         aggregate: Aggregate = "min",
         batch_size: int = 1,
         max_expansions: int | None = 48,
         max_tokens: int | None = None,
         seed: int = 0,
-        calculator: bool = False,
+        calculator: bool | None = None,
     ) -> None:
+        settings = policy.settings
+        temperature = settings.temperature if temperature is None else temperature
+        process_reward = settings.process_reward if process_reward == "default" else process_reward
+        calculator = settings.calculator if calculator is None else calculator
         if process_reward not in PROCESS_REWARDS:
             raise ValueError(f"process_reward={process_reward!r}; pick one of {PROCESS_REWARDS}")
         if calculator and qvm is not None and qvm.backbone is None:
@@ -297,7 +311,8 @@ class Solver:
         policy = load_policy(policy_dir, device=device)
         if qvm == "default":
             qvm = DEFAULT_QVM_DIR if policy_dir is None and DEFAULT_QVM_DIR.is_dir() else None
-        return cls(policy, None if qvm is None else load_qvm(qvm, policy, calculator=bool(kw.get("calculator", False))), **kw)
+        calculator = policy.settings.calculator if kw.get("calculator") is None else bool(kw["calculator"])
+        return cls(policy, None if qvm is None else load_qvm(qvm, policy, calculator=calculator), **kw)
 
     def solve(self, question: str, *, seed: int | None = None, keep_tree: bool = True) -> SolveResult:
         """Searches for the best reasoning path for ``question``."""

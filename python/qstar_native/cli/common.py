@@ -27,17 +27,29 @@ def add_common(p: argparse.ArgumentParser, *, model: bool = True) -> None:
 
 
 def add_calculator(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calculator", action="store_true", help="make every <<expr=value>> result exact after each step (a setting to report beside the plain policy)")
+    p.add_argument("--calculator", choices=("on", "off"), default=None,
+                   help="make every <<expr=value>> result exact after each step (default: the policy's qstar.json; the embedded default: on)")
+
+
+def resolve_settings(args: argparse.Namespace, policy: Any) -> None:
+    """Fills options left unset from the policy's settings (qstar.json)."""
+    st = policy.settings
+    if hasattr(args, "calculator"):
+        args.calculator = st.calculator if args.calculator is None else args.calculator == "on"
+    if hasattr(args, "temperature") and args.temperature is None:
+        args.temperature = st.temperature
+    if hasattr(args, "process_reward"):
+        args.process_reward = st.process_reward if args.process_reward is None else {"none": None}.get(args.process_reward, args.process_reward)
 
 
 def add_search(p: argparse.ArgumentParser) -> None:
     """Options of the Q* scoring shared by solve and eval."""
     p.add_argument("--qvm", metavar="DIR", help="Q-value model directory (default: the embedded one with the default policy; 'none' for h = 0)")
-    p.add_argument("--process-reward", choices=("annotations", "grounded", "none"), default="annotations",
-                   help="g's step reward: annotations (-1 per wrong <<expr=value>>), grounded (also -1 per operand the context never states), none (default annotations)")
+    p.add_argument("--process-reward", choices=("annotations", "grounded", "none"), default=None,
+                   help="g's step reward: annotations (-1 per wrong <<expr=value>>), grounded (also -1 per operand the context never states), none (default: the policy's qstar.json)")
     p.add_argument("--k", type=int, default=4, help="next steps proposed per expansion (default 4)")
     p.add_argument("--lam", type=float, default=1.0, help="weight of h in f = g + lam*h (default 1)")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the policy's qstar.json)")
     add_calculator(p)
 
 
@@ -89,9 +101,11 @@ def load_policy(args: argparse.Namespace) -> Any:
     hf_logging.disable_progress_bar()  # a 1 MB model needs no "Loading weights" bar
 
     try:
-        return load(args.model, device=args.device)
+        policy = load(args.model, device=args.device)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
+    resolve_settings(args, policy)
+    return policy
 
 
 @dataclass

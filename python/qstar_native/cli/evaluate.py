@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     policy = load_policy(args)
     qvm, qvm_dir = load_qvm(args, policy)
     loaded = load_task(args, policy, purpose="eval")
-    reward = process_reward_scorer(policy, None if args.process_reward == "none" else args.process_reward)
+    reward = process_reward_scorer(policy, args.process_reward)
     methods = build_methods(args.methods, k=args.k, lam=args.lam, temperature=args.temperature, max_steps=policy.settings.max_steps, reward=reward, value=qvm_scorer(qvm))
     sp = step_policy(policy, qvm, seed=args.seed, calculator=args.calculator)
     print(f"{len(loaded.problems)} problems ({loaded.name}), policy {policy.path}, QVM {qvm_dir}, process reward {args.process_reward}"

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     policy = load_policy(args)
     qvm, _ = load_qvm(args, policy)
     solver = Solver(policy, qvm, lam=args.lam, k=args.k, temperature=args.temperature, max_expansions=args.max_expansions, seed=args.seed,
-                    process_reward=None if args.process_reward == "none" else args.process_reward, calculator=args.calculator)
+                    process_reward=args.process_reward, calculator=args.calculator)
     result = solver.solve(args.question)
     print(result)
     if args.tree is not None:
