@@ -67,6 +67,19 @@ def test_eval_table_json_plot(qvm_dir, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_settings_come_from_qstar_json_unless_given(qvm_dir, capsys):
+    """The embedded default's qstar.json turns the calculator and the grounded reward on; the
+    options override it."""
+    base = ["eval", "--n", "1", "--qvm", qvm_dir, "--methods", "greedy", "--no-progress"]
+    assert main(base) == 0
+    assert "process reward grounded, calculator" in capsys.readouterr().err
+    assert main([*base, "--calculator", "off", "--process-reward", "annotations"]) == 0
+    err = capsys.readouterr().err
+    assert "process reward annotations" in err and "calculator" not in err
+    with pytest.raises(SystemExit):
+        main([*base, "--calculator", "maybe"])
+
+
 def test_label_train_eval_pipeline(tmp_path, capsys):
     labels, qvm = tmp_path / "l.jsonl", tmp_path / "qvm"
     task = ["--seeds", "2000:2001", "--n", "2"]

@@ -6,10 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 from policy_tiny import char_tokenizer, step_logprob, tiny_model
-from qstar_native import Engine, Searcher
+from qstar_native import Searcher
 from qstar_native.policy import HFPolicy, KVCapacityError, tree_tokens
 
 TOK = char_tokenizer()

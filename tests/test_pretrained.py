@@ -11,12 +11,14 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 import qstar_native
-from qstar_native.pretrained import DEFAULT_POLICY_DIR, PolicySettings, Solver, load_policy, load_qvm
+from qstar_native.pretrained import DEFAULT_POLICY_DIR, PolicySettings, Solver, load_policy, load_qvm, on_policy_states, step_policy
 from qstar_native.tasks import annotation_reward
+from qstar_native.tasks.grounding import grounding_reward
 from qstar_native.value import QValueModel
 
 QUESTION = "A baker makes 12 trays of 8 muffins. He sells 30 muffins. How many muffins are left?"
@@ -37,16 +39,18 @@ def qvm_dir(tmp_path_factory, policy):
 
 def test_default_policy_settings_and_prompt(policy):
     assert policy.path == DEFAULT_POLICY_DIR
-    assert policy.settings == PolicySettings(prompt_template="{question}\n", step_delimiter="\n", max_step_tokens=96, max_steps=12)
+    assert policy.settings == PolicySettings(prompt_template="{question}\n", step_delimiter="\n", max_step_tokens=96, max_steps=12,
+                                             temperature=0.4, process_reward="grounded", calculator=True)
     assert policy.prompt("What is 2 + 2?") == "What is 2 + 2?\n"
     ids = policy.encode("3 + 4 = <<3+4=7>>7\n")
     assert policy.decode(ids) == "3 + 4 = <<3+4=7>>7\n"
 
 
-@pytest.mark.parametrize("lam", [1.0, 0.5])
-def test_solve_reports_consistent_f_g_h(policy, qvm_dir, lam):
+@pytest.mark.parametrize("lam, process_reward, calculator", [(1.0, "annotations", False), (0.5, "default", None), (1.0, "grounded", True)])
+def test_solve_reports_consistent_f_g_h(policy, qvm_dir, lam, process_reward, calculator):
     qvm = load_qvm(qvm_dir, policy)
-    solver = Solver(policy, qvm, lam=lam, k=3, max_expansions=12, seed=1)
+    solver = Solver(policy, qvm, lam=lam, k=3, max_expansions=12, seed=1, process_reward=process_reward, calculator=calculator)
+    grounded = (process_reward if process_reward != "default" else policy.settings.process_reward) == "grounded"
     result = solver.solve(QUESTION)
     assert result.search.tree is not None and len(result.search.tree) == result.search.stats.nodes
     if not result.steps:
@@ -55,11 +59,14 @@ def test_solve_reports_consistent_f_g_h(policy, qvm_dir, lam):
     oracle = QValueModel.from_pretrained(qvm_dir, backbone=policy.model)
     prompt_ids = policy.encode(policy.prompt(QUESTION))
     best = result.search.best
-    g = 0.0
+    g, context = 0.0, QUESTION + "\n"
     state = list(prompt_ids)
     for i, (step, tok) in enumerate(zip(result.steps, best.steps)):
         state += tok.tolist()
-        reward = annotation_reward(step.text)
+        reward = annotation_reward(step.text) + (grounding_reward(context, step.text) if grounded else 0.0)
+        if calculator or (calculator is None and policy.settings.calculator):
+            assert annotation_reward(step.text) == 0.0  # the calculator made every result exact
+        context += step.text
         g = reward if i == 0 else min(g, reward)
         with torch.no_grad():
             (h,), _ = oracle.score_sequences([state])
@@ -75,6 +82,22 @@ def test_solve_reports_consistent_f_g_h(policy, qvm_dir, lam):
     assert all(tree[c].record.parent == p for p, c in zip(path, path[1:]))
     assert tree[best.node_id].record.status == "solution"
     assert "answer:" in str(result)
+
+
+def test_head_on_policy_states_scores_like_hidden_mode(policy, qvm_dir):
+    """A head alone scores the hidden states the policy hands out; the same head reading states
+    through the policy model (what the calculator setting needs) gives the same Q."""
+    head = load_qvm(qvm_dir, policy)
+    on_states = on_policy_states(head, policy)
+    assert on_states is not head and head.backbone is None and on_states.backbone is policy.model
+    sp = step_policy(policy, head, seed=0)
+    root = policy.encode(policy.prompt(QUESTION))
+    (cands,) = sp.propose([np.asarray(root, dtype=np.int32)], 3, temperature=1.0, seed=0)
+    with torch.no_grad():
+        q_hidden, _ = head.score_hidden(torch.stack([c.hidden for c in cands]))
+        q_states, _ = on_states.score_sequences([root + c.tokens.tolist() for c in cands])
+    torch.testing.assert_close(q_hidden, q_states, atol=1e-4, rtol=0)
+    assert on_policy_states(None, policy) is None and on_policy_states(on_states, policy) is on_states
 
 
 def test_solve_writes_each_tree_format(policy, qvm_dir, tmp_path):
@@ -126,11 +149,15 @@ def test_load_errors_name_the_fix(tmp_path, policy, qvm_dir):
         Solver(policy).solve("  ")
     with pytest.raises(ValueError, match="process_reward"):
         Solver(policy, process_reward="prm")
+    (bad / "qstar.json").write_text(json.dumps({"process_reward": "prm"}))
+    with pytest.raises(ValueError, match="process_reward"):
+        load_policy(bad)
     with pytest.raises(ValueError, match="device"):
         load_policy(device="tpu:9")
 
 
 def test_without_qvm_h_is_zero(policy):
-    result = Solver(policy, None, k=2, max_expansions=10).solve(QUESTION)
+    result = Solver(policy, None, k=2, max_expansions=10, process_reward=None).solve(QUESTION)
+    assert all(t.record.g == 0.0 for t in result.search.tree)
     assert all(t.record.h == 0.0 for t in result.search.tree)
     assert all(math.isclose(s.f, s.g) for s in result.steps)

@@ -76,7 +76,7 @@ class Scripted:
     tokens_generated = tokens_forwarded = 0
 
     def propose(self, states, k, *, temperature, seed):
-        enc = lambda s: [ord(c) for c in s]  # noqa: E731
+        enc = lambda s: [ord(c) for c in s]
         return [[Step(enc("<<2*3=7>>7\n"), "<<2*3=7>>7\n", count=1), Step(enc("<<2*3=6>>6\n"), "<<2*3=6>>6\n", count=1),
                  Step(enc("#### 6") + [0], "#### 6", terminal=True, count=1)] for _ in states]
 

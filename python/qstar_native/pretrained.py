@@ -36,7 +36,7 @@ from .value.scorers import QVMScorer, annotation_step_reward
 
 __all__ = [
     "DEFAULT_POLICY_DIR", "DEFAULT_QVM_DIR", "Policy", "PolicySettings", "SolveResult", "SolvedStep", "Solver",
-    "load_default", "load_policy", "load_qvm", "qvm_scorer", "step_policy",
+    "load_default", "load_policy", "load_qvm", "on_policy_states", "qvm_scorer", "step_policy",
 ]  # fmt: skip
 
 _DATA = Path(__file__).resolve().parent / "data"
@@ -133,16 +133,15 @@ def load_policy(path: str | os.PathLike[str] | None = None, *, device: str | Non
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"{directory} has no config.json: not a Hugging Face model directory (save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir))")
     settings = PolicySettings.read(directory)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).to(resolve_device(device)).eval()
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    model = model.to(resolve_device(device)).eval()  # type: ignore[arg-type]
     tokenizer = AutoTokenizer.from_pretrained(directory)
     return Policy(model, tokenizer, settings, directory)
 
 
-def load_qvm(path: str | os.PathLike[str] | None, policy: Policy, *, calculator: bool = False) -> QValueModel:
+def load_qvm(path: str | os.PathLike[str] | None, policy: Policy) -> QValueModel:
     """Loads a QVM for ``policy`` (default path: the embedded default's QVM). A head without a
-    backbone reads hidden states of the policy's width: the policy's own, handed over at no cost;
-    with ``calculator`` (steps are rewritten after generation, so those hidden states are stale)
-    the policy model becomes its backbone and reads the rewritten state."""
+    backbone must read hidden states of the policy's width."""
     directory = Path(path) if path is not None else DEFAULT_QVM_DIR
     if not directory.is_dir():
         raise FileNotFoundError(f"QVM directory {str(directory)!r} does not exist; pass a directory written by QValueModel.save_pretrained (qstar train-qvm --out DIR)")
@@ -150,10 +149,20 @@ def load_qvm(path: str | os.PathLike[str] | None, policy: Policy, *, calculator:
     width = int(policy.model.config.hidden_size)
     if qvm.backbone is None and qvm.hidden_size != width:
         raise ValueError(f"the QVM in {directory} reads hidden states of width {qvm.hidden_size} but the policy in {policy.path} has width {width}: train a QVM for this policy (qstar train-qvm)")
-    if qvm.backbone is None and calculator:
-        qvm = QValueModel.from_pretrained(directory, backbone=policy.model)
     dev = next(policy.model.parameters()).device
     return qvm.to(dev).eval()
+
+
+def on_policy_states(qvm: QValueModel | None, policy: Policy) -> QValueModel | None:
+    """``qvm`` reading states through the policy model when it is a head alone: needed with the
+    calculator, which rewrites steps after generation, so the hidden states the policy handed out
+    no longer belong to the state. The head's weights are shared; the result scores the same."""
+    if qvm is None or qvm.backbone is not None:
+        return qvm
+    cfg = qvm.config_dict()
+    out = QValueModel(backbone=policy.model, **{k: cfg[k] for k in ("head", "mlp_width", "act", "out_act", "norm", "eps")})
+    out.load_state_dict(qvm.state_dict(), strict=False)  # the head; the backbone is the policy's
+    return out.eval()
 
 
 def step_policy(policy: Policy, qvm: QValueModel | None = None, *, seed: int = 0, calculator: bool = False, **kw: Any) -> HFStepPolicy | Calculator:
@@ -260,8 +269,8 @@ class Solver:
         aggregate: how g combines step rewards. batch_size: nodes expanded per round.
         max_expansions, max_tokens: the search's budgets. seed: sampling seed.
         calculator: make every step's ``<<expr=value>>`` results exact (see
-            :mod:`qstar_native.policy.calculator`; the QVM must then read states through a
-            backbone); None: the policy's setting.
+            :mod:`qstar_native.policy.calculator`; a QVM head then reads each state through the
+            policy model, see :func:`on_policy_states`); None: the policy's setting.
 
     Example:
         >>> solver = Solver.from_pretrained()  # the embedded default  # doctest: +SKIP
@@ -291,8 +300,8 @@ class Solver:
         calculator = settings.calculator if calculator is None else calculator
         if process_reward not in PROCESS_REWARDS:
             raise ValueError(f"process_reward={process_reward!r}; pick one of {PROCESS_REWARDS}")
-        if calculator and qvm is not None and qvm.backbone is None:
-            raise ValueError("calculator=True rewrites steps after generation, so a QVM head cannot read the policy's hidden states: load it with load_qvm(path, policy, calculator=True)")
+        if calculator:
+            qvm = on_policy_states(qvm, policy)
         self.policy, self.qvm, self.seed = policy, qvm, int(seed)
         self.step_policy = step_policy(policy, qvm, seed=seed, calculator=calculator)
         reward = process_reward_scorer(policy, process_reward)
@@ -311,8 +320,7 @@ class Solver:
         policy = load_policy(policy_dir, device=device)
         if qvm == "default":
             qvm = DEFAULT_QVM_DIR if policy_dir is None and DEFAULT_QVM_DIR.is_dir() else None
-        calculator = policy.settings.calculator if kw.get("calculator") is None else bool(kw["calculator"])
-        return cls(policy, None if qvm is None else load_qvm(qvm, policy, calculator=calculator), **kw)
+        return cls(policy, None if qvm is None else load_qvm(qvm, policy), **kw)
 
     def solve(self, question: str, *, seed: int | None = None, keep_tree: bool = True) -> SolveResult:
         """Searches for the best reasoning path for ``question``."""

@@ -61,8 +61,11 @@ class StepPolicy(Protocol):
     the same way (differences before/after a problem), so budgets compare across methods.
     """
 
-    tokens_generated: int
-    tokens_forwarded: int
+    @property
+    def tokens_generated(self) -> int: ...
+
+    @property
+    def tokens_forwarded(self) -> int: ...
 
     def propose(
         self, states: Sequence[TokenArray], k: int | Sequence[int], *, temperature: float, seed: int

@@ -55,14 +55,15 @@ def add_search(p: argparse.ArgumentParser) -> None:
 
 def load_qvm(args: argparse.Namespace, policy: Any) -> tuple[Any, str]:
     """The QVM named by --qvm (default: the embedded one with the embedded policy) and its name."""
-    from ..pretrained import DEFAULT_QVM_DIR
+    from ..pretrained import DEFAULT_QVM_DIR, on_policy_states
     from ..pretrained import load_qvm as load
 
     name = args.qvm if args.qvm is not None else (str(DEFAULT_QVM_DIR) if args.model is None and DEFAULT_QVM_DIR.is_dir() else "none")
     try:
-        return (None if name == "none" else load(name, policy, calculator=args.calculator)), name
+        qvm = None if name == "none" else load(name, policy)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(f"--qvm: {e}") from None
+    return (on_policy_states(qvm, policy) if args.calculator else qvm), name
 
 
 def add_task(p: argparse.ArgumentParser, *, seeds: str) -> None:

@@ -58,7 +58,7 @@ def build_methods(specs: str, *, k: int, lam: float, temperature: float, max_ste
             raise CLIError(f"--methods: {name}:{arg} needs a positive integer after ':'")
         return int(arg)
 
-    out = []
+    out: list[Any] = []
     for spec in [s.strip() for s in specs.split(",") if s.strip()]:
         name, _, arg = spec.partition(":")
         if name == "greedy" and not arg:
@@ -173,7 +173,7 @@ def plot(reports: list[Any], path: str, *, title: str) -> None:
     families: dict[str, list[Any]] = {}
     for r in reports:
         families.setdefault(r.method.split("_")[0], []).append(r.summary)
-    for fam, sums in families.items():
+    for sums in families.values():
         sums.sort(key=lambda s: s.mean_generated)
         x = [s.mean_generated for s in sums]
         y = [100 * s.accuracy for s in sums]
