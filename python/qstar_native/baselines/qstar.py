@@ -53,7 +53,7 @@ class QStar:
 
     @property
     def name(self) -> str:
-        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}"
+        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}" + (f"_sol{self.num_solutions}" if self.num_solutions > 1 else "")
 
     def searcher(self, expand: Any) -> Searcher:
         return Searcher(

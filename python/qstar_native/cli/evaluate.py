@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import asdict
@@ -41,13 +42,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_common(p)
     add_search(p)
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default {DEFAULT_METHODS})")
+    p.add_argument("--num-solutions", type=int, default=1, help="Q* keeps searching until this many solutions, then answers with the best f (default 1)")
     p.add_argument("--json", metavar="FILE", help="write summaries, comparisons and per-problem records here")
     p.add_argument("--plot", metavar="PNG", help="write accuracy against generated tokens per method (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
 
-def build_methods(specs: str, *, k: int, lam: float, temperature: float, max_steps: int, reward: Any, value: Any) -> list[Any]:
+def build_methods(specs: str, *, k: int, lam: float, temperature: float, max_steps: int, reward: Any, value: Any, num_solutions: int = 1) -> list[Any]:
     """Parses ``--methods`` into method objects (see EXAMPLES); unknown names raise CLIError."""
     from ..baselines import beam_search, best_of_n, greedy, qstar
 
@@ -73,7 +75,7 @@ def build_methods(specs: str, *, k: int, lam: float, temperature: float, max_ste
             width = number(name, arg, 4)
             out.append(beam_search(width, k, PathScore(reward, value, lam), temperature=temperature, max_steps=max_steps))
         elif name == "qstar":
-            out.append(qstar(lam=lam, k=k, reward=reward, value=value, temperature=temperature, max_steps=max_steps, max_expansions=number(name, arg, 48)))
+            out.append(qstar(lam=lam, k=k, num_solutions=num_solutions, reward=reward, value=value, temperature=temperature, max_steps=max_steps, max_expansions=number(name, arg, 48)))
         else:
             raise CLIError(f"--methods: unknown method {spec!r}; pick from greedy, best-of-n[:N], majority[:N], beam[:W], qstar[:E]")
     if not out:
@@ -128,10 +130,13 @@ def run(args: argparse.Namespace) -> int:
     qvm, qvm_dir = load_qvm(args, policy)
     loaded = load_task(args, policy, purpose="eval")
     reward = process_reward_scorer(policy, args.process_reward)
-    methods = build_methods(args.methods, k=args.k, lam=args.lam, temperature=args.temperature, max_steps=policy.settings.max_steps, reward=reward, value=qvm_scorer(qvm))
+    if args.num_solutions < 1:
+        raise CLIError(f"--num-solutions must be >= 1, got {args.num_solutions}")
+    methods = build_methods(args.methods, k=args.k, lam=args.lam, temperature=args.temperature, max_steps=policy.settings.max_steps,
+                            reward=reward, value=qvm_scorer(qvm), num_solutions=args.num_solutions)
     sp = step_policy(policy, qvm, seed=args.seed, calculator=args.calculator)
-    print(f"{len(loaded.problems)} problems ({loaded.name}), policy {policy.path}, QVM {qvm_dir}, process reward {args.process_reward}"
-          f"{', calculator' if args.calculator else ''}", file=sys.stderr)
+    setting = f"process reward {args.process_reward}{', calculator' if args.calculator else ''}"
+    print(f"{len(loaded.problems)} problems ({loaded.name}), policy {policy.path}, QVM {qvm_dir}, {setting}", file=sys.stderr)
     start = time.perf_counter()
     reports = [evaluate(loaded.task, m, sp, loaded.problems, seed=args.seed, progress=not args.no_progress) for m in methods]
     ref = next((r for r in reports if r.method.startswith("qstar")), None)
@@ -146,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         print(f"records written to {args.json}")
     if args.plot is not None:
-        plot(reports, args.plot, title=loaded.name)
+        plot(reports, args.plot, title=f"{loaded.name}; {setting}")
         print(f"plot written to {args.plot}")
     return 0
 
@@ -171,8 +176,8 @@ def plot(reports: list[Any], path: str, *, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     families: dict[str, list[Any]] = {}
-    for r in reports:
-        families.setdefault(r.method.split("_")[0], []).append(r.summary)
+    for r in reports:  # best_of_4_qvm and best_of_16_qvm are one family, best_of_16_majority another
+        families.setdefault(re.sub(r"\d+", "N", r.method), []).append(r.summary)
     for sums in families.values():
         sums.sort(key=lambda s: s.mean_generated)
         x = [s.mean_generated for s in sums]
