@@ -20,8 +20,8 @@ EXAMPLES = """examples:
 
 methods (NAME or NAME:N):
   greedy          greedy chain of thought
-  best-of-n[:N]   N sampled solutions (default 16), the one with the highest Q of its last step kept
-  majority[:N]    N sampled solutions (default 16), majority vote over final answers
+  best-of-n[:N]   N sampled solutions (default 10), the one with the highest Q of its last step kept
+  majority[:N]    N sampled solutions (default 10), majority vote over final answers
   beam[:W]        step-level beam search, W beams (default 4), k proposals each, ranked like Q*'s f
   qstar[:E]       Q*: A* on f = g + lam*h, at most E expansions (default 48)
 """
@@ -68,9 +68,9 @@ def build_methods(specs: str, *, k: int, lam: float, temperature: float, max_ste
         elif name == "best-of-n":
             if value is None:
                 raise CLIError("--methods best-of-n ranks by the QVM, and there is none (--qvm none); use majority")
-            out.append(best_of_n(number(name, arg, 16), "qvm", value=value, temperature=temperature, max_steps=max_steps))
+            out.append(best_of_n(number(name, arg, 10), "qvm", value=value, temperature=temperature, max_steps=max_steps))
         elif name == "majority":
-            out.append(best_of_n(number(name, arg, 16), "majority", temperature=temperature, max_steps=max_steps))
+            out.append(best_of_n(number(name, arg, 10), "majority", temperature=temperature, max_steps=max_steps))
         elif name == "beam":
             width = number(name, arg, 4)
             out.append(beam_search(width, k, PathScore(reward, value, lam), temperature=temperature, max_steps=max_steps))
