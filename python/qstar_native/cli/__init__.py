@@ -11,7 +11,7 @@ from .common import CLIError
 COMMANDS = (solve, evaluate, label, train_qvm, demo)
 EXAMPLES = """examples:
   qstar eval --n 50
-  qstar solve "Tom has 3 bags of 12 apples. He eats 5. How many are left?" --tree tree.html
+  qstar solve "Tyler is 20 years old. In two years his cousin Sarah will be thrice as old as Tyler is now. How old is Sarah now?" --tree tree.html
   qstar label --seeds 2000:2003 --out labels.jsonl && qstar train-qvm --labels labels.jsonl --out my_qvm
 """
 

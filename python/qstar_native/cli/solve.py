@@ -7,7 +7,7 @@ import argparse
 from .common import CLIError, add_common, add_search, load_policy, load_qvm, setup_torch
 
 EXAMPLES = """examples:
-  qstar solve "A farmer has 12 cows and buys 7 more. How many cows does he have?"
+  qstar solve "Ella receives 50 emails a day. 16% of those emails don't require any response. She responds to the rest. How many emails does Ella respond to in a 3 day work week?"
   qstar solve "..." --tree tree.html        # or tree.svg / tree.dot: the search tree, chosen path highlighted
   qstar solve "..." --model my_model --qvm my_qvm --k 6 --max-expansions 100
 """
