@@ -28,9 +28,10 @@ import html
 import math
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
-from typing import Callable, Sequence
 
 __all__ = ["DrawNode", "layout", "to_dot", "to_html", "to_svg", "write_tree"]
 
@@ -150,11 +151,11 @@ def _mark(x: float, y: float, r: float, terminal: bool, attrs: str) -> str:
 
 def _svg(nodes: Sequence[DrawNode], chosen: Sequence[int], title: str) -> str:
     pos = _layout(*_check(nodes, chosen))
-    on_path, path_edges = set(chosen), set(zip(chosen, chosen[1:]))
+    on_path, path_edges = set(chosen), set(pairwise(chosen))
     width = max(max(x for x, _ in pos.values()) + PAD, 560.0)  # at least the legend's width
     legend_y = max(y for _, y in pos.values()) + 40
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{legend_y + 20:.0f}" '
-           f'viewBox="0 0 {width:.0f} {legend_y + 20:.0f}" font-family="sans-serif" font-size="9">']
+    size = f'width="{width:.0f}" height="{legend_y + 20:.0f}" viewBox="0 0 {width:.0f} {legend_y + 20:.0f}"'
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" {size} font-family="sans-serif" font-size="9">']
     if title:
         out.append(f'<text class="title" x="{PAD:.0f}" y="18" font-size="13">{_esc(title[:200])}</text>')
     edges = [n for n in nodes if n.parent != -1]
@@ -231,7 +232,7 @@ def to_dot(nodes: Sequence[DrawNode], *, chosen: Sequence[int] = (), title: str 
       n0 [label="say \\"hi\\"\\nf=0.00 g=0.00 h=0.00", fillcolor="#ffffff", color="#555555"];
     """
     _check(nodes, chosen)
-    on_path, path_edges = set(chosen), set(zip(chosen, chosen[1:]))
+    on_path, path_edges = set(chosen), set(pairwise(chosen))
     lines = ["digraph search {", f"  label={_dot_str(title)}; labelloc=t;",
              "  node [shape=ellipse, style=filled, fontsize=9];"]
     for n in nodes:
