@@ -30,6 +30,7 @@ from .baselines.qstar import QStar
 from .policy import HFPolicy
 from .policy.calculator import Calculator
 from .policy.step_policy import HFStepPolicy
+from .tasks.math_answers import extract_answer
 from .types import Aggregate, SearchResult
 from .value import QValueModel
 from .value.scorers import QVMScorer, annotation_step_reward
@@ -236,7 +237,7 @@ class SolveResult:
         from .render import DrawNode, write_tree
 
         if self.search.tree is None:
-            raise ValueError("this result has no tree: call solve(..., keep_tree=True)")
+            raise ValueError("this result has no search tree to draw")
         nodes = [
             DrawNode(t.record.id, t.record.parent, self.node_texts.get(t.record.id, ""), t.record.f, t.record.g, t.record.h, t.record.reward, t.record.status, t.record.terminal)
             for t in self.search.tree
@@ -322,39 +323,27 @@ class Solver:
             qvm = DEFAULT_QVM_DIR if policy_dir is None and DEFAULT_QVM_DIR.is_dir() else None
         return cls(policy, None if qvm is None else load_qvm(qvm, policy), **kw)
 
-    def solve(self, question: str, *, seed: int | None = None, keep_tree: bool = True) -> SolveResult:
-        """Searches for the best reasoning path for ``question``."""
+    def solve(self, question: str, *, seed: int | None = None) -> SolveResult:
+        """Searches for the best reasoning path for ``question`` (the whole tree is kept, for
+        :meth:`SolveResult.write_tree`)."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError("question must be a non-empty string")
         self.step_policy.reset_cache()
         root = self.policy.encode(self.policy.prompt(question))
-        result, _ = self.method.search(self.step_policy, root, seed=self.seed if seed is None else seed, keep_tree=keep_tree)
-        texts = {t.record.id: self.policy.decode(t.step) for t in result.tree or []}
+        result, _ = self.method.search(self.step_policy, root, seed=self.seed if seed is None else seed, keep_tree=True)
+        tree = result.tree or []
+        texts = {t.record.id: self.policy.decode(t.step) for t in tree}
         texts[0] = question
-        steps = []
+        steps: list[SolvedStep] = []
         if result.best is not None:
-            b = result.best
-            for tok, r, h, g, f in zip(b.steps, b.rewards, b.hs, *_path_gf(result, b.node_id)):
-                steps.append(SolvedStep(self.policy.decode(tok), r, g, h, f))
-        from .tasks.math_answers import extract_answer
-
+            node = result.best.node_id
+            while node > 0:  # walk up from the solution; each node's record has its own g and f
+                rec = tree[node].record
+                steps.append(SolvedStep(texts[node], rec.reward, rec.g, rec.h, rec.f))
+                node = rec.parent
+            steps.reverse()
         answer = extract_answer("".join(s.text for s in steps)) if steps else None
         return SolveResult(question, steps, answer, result, texts)
-
-
-def _path_gf(result: SearchResult, node_id: int) -> tuple[list[float], list[float]]:
-    """g and f of each node on the path to ``node_id`` (root excluded), from the kept tree."""
-    tree = result.tree
-    if tree is None:
-        best = result.best
-        n = len(best.steps) if best is not None else 0
-        return [float("nan")] * n, [float("nan")] * n
-    path = []
-    while node_id > 0:
-        path.append(tree[node_id].record)
-        node_id = tree[node_id].record.parent
-    path.reverse()
-    return [r.g for r in path], [r.f for r in path]
 
 
 def load_default(*, device: str | None = "cpu", **kw: Any) -> Solver:
