@@ -90,6 +90,20 @@ def test_qstar_finds_the_best_path_with_a_true_q():
     assert rec.completion == "ace" and rec.extra["f"] == 0.5 and rec.extra["expanded"] == 4
 
 
+def test_qstar_fallback_completes_the_best_open_path_greedily():
+    """Out of budget without a solution: nothing, or (fallback) the best open node's path, here
+    a (Q 1.0 beats b's 0.3), completed greedily (option 0: c, then e), its tokens counted."""
+    policy = ScriptedPolicy(TREE)
+    rec, _ = run(qstar(lam=1.0, k=2, aggregate="zero", value=q_value(policy), temperature=1.0, max_expansions=1), policy=policy)
+    assert rec.completion == "" and rec.extra["stop_reason"] == "max_expansions" and not rec.extra["fallback"]
+    policy = ScriptedPolicy(TREE)
+    method = qstar(lam=1.0, k=2, aggregate="zero", value=q_value(policy), temperature=1.0, max_expansions=1, fallback=True)
+    rec, _ = run(method, policy=policy)
+    assert method.name.endswith("_fallback")
+    assert rec.completion == "ace" and rec.extra["fallback"] and rec.tokens_generated == 4
+    assert policy.batches == [1, 1, 1]  # the expansion, then one greedy step at a time
+
+
 @pytest.mark.parametrize("make", [
     lambda p: greedy(),
     lambda p: best_of_n(6, "majority", temperature=1.0),

@@ -32,6 +32,8 @@ class QStar:
         temperature: the proposals' temperature. max_steps: depth limit.
         batch_size: nodes expanded per round (1 is exact A*). max_expansions: expansion budget.
         max_tokens: budget of generated step tokens (the engine stops adding children past it).
+        fallback: when the budget ends without a solution, answer with the best open node's path
+            completed greedily (its tokens are counted) instead of nothing.
     """
 
     lam: float = 1.0
@@ -45,6 +47,7 @@ class QStar:
     batch_size: int = 1
     max_expansions: int | None = None
     max_tokens: int | None = None
+    fallback: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -53,7 +56,7 @@ class QStar:
 
     @property
     def name(self) -> str:
-        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}" + (f"_sol{self.num_solutions}" if self.num_solutions > 1 else "")
+        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}" + (f"_sol{self.num_solutions}" if self.num_solutions > 1 else "") + ("_fallback" if self.fallback else "")
 
     def searcher(self, expand: Any) -> Searcher:
         return Searcher(
@@ -79,14 +82,34 @@ class QStar:
                 out.append([Child(s.tokens, reward=r, q=q, terminal=bool(s.terminal)) for s, r, q in zip(steps, rs, vs)])
             return out
 
-        result = self.searcher(expand).search(root, keep_tree=keep_tree)
-        text = ""
+        result = self.searcher(expand).search(root, keep_tree=keep_tree or self.fallback)
         if result.best is not None:
-            state = np.asarray(root, dtype=np.int32)
-            for step in result.best.steps:
-                text += texts[_state_key(state, step)]
-                state = np.concatenate([state, step]).astype(np.int32)
-        return result, text
+            return result, _path_text(texts, root, result.best.steps)
+        if not self.fallback:
+            return result, ""
+        return result, self._complete_best_open(policy, root, result, texts, seed)
+
+    def _complete_best_open(self, policy: StepPolicy, root: Tokens, result: SearchResult, texts: dict[bytes, str], seed: int) -> str:
+        """The path of the open node with the highest f (the root if none), then greedy steps."""
+        tree = result.tree or []
+        open_ = [t.record for t in tree if t.record.status in ("open", "selected")]
+        node = max(open_, key=lambda r: (r.f, -r.id)).id if open_ else 0
+        steps = []
+        while node > 0:
+            steps.append(tree[node].step)
+            node = tree[node].record.parent
+        steps.reverse()
+        text = _path_text(texts, root, steps)
+        state = np.concatenate([np.asarray(root, dtype=np.int32), *steps]).astype(np.int32)
+        for _ in range(self.max_steps - len(steps)):
+            props = check_proposals(policy, policy.propose([state], [1], temperature=0.0, seed=seed), [1])[0]
+            if not props:
+                break
+            text += props[0].text
+            state = np.concatenate([state, np.asarray(props[0].tokens, dtype=np.int32)])
+            if props[0].terminal:
+                break
+        return text
 
     def __call__(self, task: Task, policy: StepPolicy, problem: Any, *, seed: int = 0) -> ProblemRecord:
         meter = Meter(policy)
@@ -95,8 +118,16 @@ class QStar:
         return meter.record(
             task, problem, self.name, text,
             f=None if best is None else best.f, expanded=result.stats.expanded, stop_reason=result.stop_reason,
-            solutions=len(result.solutions),
+            solutions=len(result.solutions), fallback=best is None and self.fallback,
         )
+
+
+def _path_text(texts: dict[bytes, str], root: Tokens, steps: list[Any]) -> str:
+    text, state = "", np.asarray(root, dtype=np.int32)
+    for step in steps:
+        text += texts[_state_key(state, step)]
+        state = np.concatenate([state, step]).astype(np.int32)
+    return text
 
 
 def _state_key(state: Any, step: Any) -> bytes:

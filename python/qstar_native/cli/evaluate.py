@@ -43,13 +43,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_search(p)
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default {DEFAULT_METHODS})")
     p.add_argument("--num-solutions", type=int, default=1, help="Q* keeps searching until this many solutions, then answers with the best f (default 1)")
+    p.add_argument("--fallback", action="store_true", help="when Q* ends its budget without a solution, complete its best open path greedily")
     p.add_argument("--json", metavar="FILE", help="write summaries, comparisons and per-problem records here")
     p.add_argument("--plot", metavar="PNG", help="write accuracy against generated tokens per method (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
 
-def build_methods(specs: str, *, k: int, lam: float, temperature: float, max_steps: int, reward: Any, value: Any, num_solutions: int = 1) -> list[Any]:
+def build_methods(specs: str, *, k: int, lam: float, temperature: float, max_steps: int, reward: Any, value: Any, num_solutions: int = 1, fallback: bool = False) -> list[Any]:
     """Parses ``--methods`` into method objects (see EXAMPLES); unknown names raise CLIError."""
     from ..baselines import beam_search, best_of_n, greedy, qstar
 
@@ -75,7 +76,7 @@ def build_methods(specs: str, *, k: int, lam: float, temperature: float, max_ste
             width = number(name, arg, 4)
             out.append(beam_search(width, k, PathScore(reward, value, lam), temperature=temperature, max_steps=max_steps))
         elif name == "qstar":
-            out.append(qstar(lam=lam, k=k, num_solutions=num_solutions, reward=reward, value=value, temperature=temperature, max_steps=max_steps, max_expansions=number(name, arg, 48)))
+            out.append(qstar(lam=lam, k=k, num_solutions=num_solutions, fallback=fallback, reward=reward, value=value, temperature=temperature, max_steps=max_steps, max_expansions=number(name, arg, 48)))
         else:
             raise CLIError(f"--methods: unknown method {spec!r}; pick from greedy, best-of-n[:N], majority[:N], beam[:W], qstar[:E]")
     if not out:
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if args.num_solutions < 1:
         raise CLIError(f"--num-solutions must be >= 1, got {args.num_solutions}")
     methods = build_methods(args.methods, k=args.k, lam=args.lam, temperature=args.temperature, max_steps=policy.settings.max_steps,
-                            reward=reward, value=qvm_scorer(qvm), num_solutions=args.num_solutions)
+                            reward=reward, value=qvm_scorer(qvm), num_solutions=args.num_solutions, fallback=args.fallback)
     sp = step_policy(policy, qvm, seed=args.seed, calculator=args.calculator)
     setting = f"process reward {args.process_reward}{', calculator' if args.calculator else ''}"
     print(f"{len(loaded.problems)} problems ({loaded.name}), policy {policy.path}, QVM {qvm_dir}, {setting}", file=sys.stderr)
