@@ -78,6 +78,21 @@ def extend(state: Tokens, steps: Sequence[Any]) -> TokenArray:
     return np.concatenate(parts).astype(np.int32, copy=False)
 
 
+def greedy_steps(policy: StepPolicy, state: Tokens, *, max_steps: int, seed: int) -> list[Any]:
+    """The policy's most likely step (temperature 0), repeated from ``state`` until a terminal
+    step, a state with no continuation, or ``max_steps`` steps; one ``propose`` call per step."""
+    state, steps = as_tokens(state, "state"), []
+    for _ in range(max_steps):
+        props = check_proposals(policy, policy.propose([state], [1], temperature=0.0, seed=seed), [1])[0]
+        if not props:
+            break
+        steps.append(props[0])
+        state = extend(state, [props[0]])
+        if props[0].terminal:
+            break
+    return steps
+
+
 def rollout_many(
     policy: StepPolicy,
     states: Sequence[Tokens],

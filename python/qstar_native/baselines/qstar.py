@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..protocols import StepPolicy, Task, check_proposals
+from ..rollout import greedy_steps
 from ..searcher import Searcher
 from ..types import Aggregate, Child, Node, SearchResult, Tokens
 from .record import Meter, ProblemRecord, StepScorer, check_scores
@@ -99,17 +100,9 @@ class QStar:
             steps.append(tree[node].step)
             node = tree[node].record.parent
         steps.reverse()
-        text = _path_text(texts, root, steps)
         state = np.concatenate([np.asarray(root, dtype=np.int32), *steps]).astype(np.int32)
-        for _ in range(self.max_steps - len(steps)):
-            props = check_proposals(policy, policy.propose([state], [1], temperature=0.0, seed=seed), [1])[0]
-            if not props:
-                break
-            text += props[0].text
-            state = np.concatenate([state, np.asarray(props[0].tokens, dtype=np.int32)])
-            if props[0].terminal:
-                break
-        return text
+        rest = greedy_steps(policy, state, max_steps=self.max_steps - len(steps), seed=seed)
+        return _path_text(texts, root, steps) + "".join(s.text for s in rest)
 
     def __call__(self, task: Task, policy: StepPolicy, problem: Any, *, seed: int = 0) -> ProblemRecord:
         meter = Meter(policy)

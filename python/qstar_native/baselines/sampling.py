@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
-from ..protocols import StepPolicy, Task, check_proposals
-from ..rollout import Completion, extend, rollout
+from ..protocols import StepPolicy, Task
+from ..rollout import Completion, greedy_steps, rollout
 from ..types import Aggregate
 from .record import Meter, ProblemRecord, StepScorer, check_scores, make_nodes
 
@@ -46,15 +46,7 @@ class Greedy:
 
     def __call__(self, task: Task, policy: StepPolicy, problem: Any, *, seed: int = 0) -> ProblemRecord:
         meter = Meter(policy)
-        state, steps = task.root(problem), []
-        for _ in range(self.max_steps):
-            props = check_proposals(policy, policy.propose([extend(state, [])], [1], temperature=0.0, seed=seed), [1])[0]
-            if not props:
-                break
-            steps.append(props[0])
-            state = extend(state, [props[0]])
-            if props[0].terminal:
-                break
+        steps = greedy_steps(policy, task.root(problem), max_steps=self.max_steps, seed=seed)
         return meter.record(task, problem, self.name, "".join(s.text for s in steps), steps=len(steps))
 
 
