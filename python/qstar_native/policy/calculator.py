@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 from ..protocols import Step
 from ..tasks.safe_eval import SafeEvalError, safe_eval
 from ..types import TokenArray
+from .step_policy import PolicyWrapper
 
 __all__ = ["Calculator", "fill_results"]
 
@@ -68,7 +69,7 @@ def fill_results(text: str) -> str:
     return done + rest
 
 
-class Calculator:
+class Calculator(PolicyWrapper):
     """Wraps a StepPolicy: proposed steps get exact ``<<expr=value>>`` results (:func:`fill_results`).
 
     Args:
@@ -79,18 +80,6 @@ class Calculator:
 
     def __init__(self, policy: Any, encode: Callable[[str], Sequence[int]], eos_token_id: int | None) -> None:
         self.policy, self.encode, self.eos = policy, encode, eos_token_id
-
-    @property
-    def tokens_generated(self) -> int:
-        return int(self.policy.tokens_generated)
-
-    @property
-    def tokens_forwarded(self) -> int:
-        return int(self.policy.tokens_forwarded)
-
-    def reset_cache(self) -> None:
-        if hasattr(self.policy, "reset_cache"):
-            self.policy.reset_cache()
 
     def propose(self, states: Sequence[TokenArray], k: Any, *, temperature: float, seed: int) -> list[list[Any]]:
         out = []

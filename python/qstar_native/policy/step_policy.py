@@ -19,18 +19,14 @@ from typing import Any, Sequence
 from ..protocols import per_state
 from ..types import TokenArray
 
-__all__ = ["HFStepPolicy"]
+__all__ = ["HFStepPolicy", "PolicyWrapper"]
 
 
-class HFStepPolicy:
-    """Adapts an HFPolicy (or anything with ``propose(token_arrays)``, ``num_candidates``,
-    ``temperature``, ``seed`` and the two token counters) to the StepPolicy protocol."""
+class PolicyWrapper:
+    """Base of policies that wrap another (``self.policy``): the token counters are the wrapped
+    policy's, so budgets are measured where the tokens are spent, and ``reset_cache`` reaches it."""
 
-    def __init__(self, policy: Any) -> None:
-        missing = [a for a in ("propose", "num_candidates", "temperature", "seed", "tokens_generated", "tokens_forwarded") if not hasattr(policy, a)]
-        if missing:
-            raise TypeError(f"{type(policy).__name__} lacks {missing}; pass a qstar_native.policy.HFPolicy")
-        self.policy = policy
+    policy: Any
 
     @property
     def tokens_generated(self) -> int:
@@ -42,7 +38,20 @@ class HFStepPolicy:
 
     def reset_cache(self) -> None:
         """Forgets the wrapped policy's cached prefixes (evaluate calls it before each problem)."""
-        self.policy.reset_cache()
+        reset = getattr(self.policy, "reset_cache", None)
+        if callable(reset):
+            reset()
+
+
+class HFStepPolicy(PolicyWrapper):
+    """Adapts an HFPolicy (or anything with ``propose(token_arrays)``, ``num_candidates``,
+    ``temperature``, ``seed`` and the two token counters) to the StepPolicy protocol."""
+
+    def __init__(self, policy: Any) -> None:
+        missing = [a for a in ("propose", "num_candidates", "temperature", "seed", "tokens_generated", "tokens_forwarded") if not hasattr(policy, a)]
+        if missing:
+            raise TypeError(f"{type(policy).__name__} lacks {missing}; pass a qstar_native.policy.HFPolicy")
+        self.policy = policy
 
     def propose(self, states: Sequence[TokenArray], k: int | Sequence[int], *, temperature: float, seed: int) -> list[list[Any]]:
         ks = per_state(k, len(states))
