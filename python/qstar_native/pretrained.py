@@ -37,7 +37,7 @@ from .value.scorers import QVMScorer, annotation_step_reward
 
 __all__ = [
     "DEFAULT_POLICY_DIR", "DEFAULT_QVM_DIR", "Policy", "PolicySettings", "SolveResult", "SolvedStep", "Solver",
-    "load_default", "load_policy", "load_qvm", "on_policy_states", "qvm_scorer", "step_policy",
+    "SearchSetup", "load_default", "load_policy", "load_qvm", "on_policy_states", "qvm_scorer", "search_setup", "step_policy",
 ]  # fmt: skip
 
 _DATA = Path(__file__).resolve().parent / "data"
@@ -191,6 +191,44 @@ def qvm_scorer(qvm: QValueModel | None) -> QVMScorer | None:
 
 
 @dataclass(frozen=True)
+class SearchSetup:
+    """One search setting, resolved against the policy's ``qstar.json``: the step policy (with
+    the calculator or not), g's and h's step scorers and the proposal temperature."""
+
+    step_policy: HFStepPolicy | Calculator
+    reward: annotation_step_reward | None
+    value: QVMScorer | None
+    temperature: float
+    process_reward: str | None
+    calculator: bool
+
+    def describe(self) -> str:
+        return f"process reward {self.process_reward}{', calculator' if self.calculator else ''}"
+
+
+def search_setup(
+    policy: Policy,
+    qvm: QValueModel | None = None,
+    *,
+    seed: int = 0,
+    temperature: float | None = None,
+    process_reward: str | None = "default",
+    calculator: bool | None = None,
+) -> SearchSetup:
+    """The parts every search method shares (see :class:`Solver` for the arguments); ``None``
+    (``"default"`` for ``process_reward``) takes the policy's setting. With the calculator a QVM
+    head reads states through the policy model (:func:`on_policy_states`)."""
+    settings = policy.settings
+    temperature = settings.temperature if temperature is None else temperature
+    process_reward = settings.process_reward if process_reward == "default" else process_reward
+    calculator = settings.calculator if calculator is None else calculator
+    reward = process_reward_scorer(policy, process_reward)
+    if calculator:
+        qvm = on_policy_states(qvm, policy)
+    return SearchSetup(step_policy(policy, qvm, seed=seed, calculator=calculator), reward, qvm_scorer(qvm), temperature, process_reward, calculator)
+
+
+@dataclass(frozen=True)
 class SolvedStep:
     """One step of the chosen path: its text, process reward, and g, h, f of the node it made."""
 
@@ -295,20 +333,11 @@ class Solver:
         seed: int = 0,
         calculator: bool | None = None,
     ) -> None:
-        settings = policy.settings
-        temperature = settings.temperature if temperature is None else temperature
-        process_reward = settings.process_reward if process_reward == "default" else process_reward
-        calculator = settings.calculator if calculator is None else calculator
-        if process_reward not in PROCESS_REWARDS:
-            raise ValueError(f"process_reward={process_reward!r}; pick one of {PROCESS_REWARDS}")
-        if calculator:
-            qvm = on_policy_states(qvm, policy)
-        self.policy, self.qvm, self.seed = policy, qvm, int(seed)
-        self.step_policy = step_policy(policy, qvm, seed=seed, calculator=calculator)
-        reward = process_reward_scorer(policy, process_reward)
-        value = qvm_scorer(qvm)
+        setup = search_setup(policy, qvm, seed=seed, temperature=temperature, process_reward=process_reward, calculator=calculator)
+        self.policy, self.setup, self.seed = policy, setup, int(seed)
+        self.step_policy = setup.step_policy
         self.method = QStar(
-            lam=lam, k=k, aggregate=aggregate, reward=reward, value=value, temperature=temperature,
+            lam=lam, k=k, aggregate=aggregate, reward=setup.reward, value=setup.value, temperature=setup.temperature,
             max_steps=policy.settings.max_steps, batch_size=batch_size, max_expansions=max_expansions, max_tokens=max_tokens,
         )  # fmt: skip
 

@@ -31,15 +31,14 @@ def add_calculator(p: argparse.ArgumentParser) -> None:
                    help="make every <<expr=value>> result exact after each step (default: the policy's qstar.json; the embedded default: on)")
 
 
-def resolve_settings(args: argparse.Namespace, policy: Any) -> None:
-    """Fills options left unset from the policy's settings (qstar.json)."""
-    st = policy.settings
-    if hasattr(args, "calculator"):
-        args.calculator = st.calculator if args.calculator is None else args.calculator == "on"
-    if hasattr(args, "temperature") and args.temperature is None:
-        args.temperature = st.temperature
-    if hasattr(args, "process_reward"):
-        args.process_reward = st.process_reward if args.process_reward is None else {"none": None}.get(args.process_reward, args.process_reward)
+def search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--temperature, --process-reward and --calculator as arguments of
+    :func:`qstar_native.pretrained.search_setup` (unset: the policy's qstar.json)."""
+    return {
+        "temperature": args.temperature,
+        "process_reward": "default" if args.process_reward is None else {"none": None}.get(args.process_reward, args.process_reward),
+        "calculator": None if args.calculator is None else args.calculator == "on",
+    }
 
 
 def add_search(p: argparse.ArgumentParser) -> None:
@@ -55,15 +54,14 @@ def add_search(p: argparse.ArgumentParser) -> None:
 
 def load_qvm(args: argparse.Namespace, policy: Any) -> tuple[Any, str]:
     """The QVM named by --qvm (default: the embedded one with the embedded policy) and its name."""
-    from ..pretrained import DEFAULT_QVM_DIR, on_policy_states
+    from ..pretrained import DEFAULT_QVM_DIR
     from ..pretrained import load_qvm as load
 
     name = args.qvm if args.qvm is not None else (str(DEFAULT_QVM_DIR) if args.model is None and DEFAULT_QVM_DIR.is_dir() else "none")
     try:
-        qvm = None if name == "none" else load(name, policy)
+        return (None if name == "none" else load(name, policy)), name
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(f"--qvm: {e}") from None
-    return (on_policy_states(qvm, policy) if args.calculator else qvm), name
 
 
 def add_task(p: argparse.ArgumentParser, *, seeds: str) -> None:
@@ -102,11 +100,9 @@ def load_policy(args: argparse.Namespace) -> Any:
     hf_logging.disable_progress_bar()  # a 1 MB model needs no "Loading weights" bar
 
     try:
-        policy = load(args.model, device=args.device)
+        return load(args.model, device=args.device)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
-    resolve_settings(args, policy)
-    return policy
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .common import CLIError, add_common, add_search, add_task, load_policy, load_qvm, load_task, setup_torch
+from .common import CLIError, add_common, add_search, add_task, load_policy, load_qvm, load_task, search_options, setup_torch
 
 EXAMPLES = """examples:
   qstar eval --n 50
@@ -117,7 +117,7 @@ class PathScore:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import compare, evaluate, format_table
-    from ..pretrained import process_reward_scorer, qvm_scorer, step_policy
+    from ..pretrained import search_setup
 
     if args.k < 1:
         raise CLIError(f"--k must be >= 1, got {args.k}")
@@ -130,13 +130,12 @@ def run(args: argparse.Namespace) -> int:
     policy = load_policy(args)
     qvm, qvm_dir = load_qvm(args, policy)
     loaded = load_task(args, policy, purpose="eval")
-    reward = process_reward_scorer(policy, args.process_reward)
     if args.num_solutions < 1:
         raise CLIError(f"--num-solutions must be >= 1, got {args.num_solutions}")
-    methods = build_methods(args.methods, k=args.k, lam=args.lam, temperature=args.temperature, max_steps=policy.settings.max_steps,
-                            reward=reward, value=qvm_scorer(qvm), num_solutions=args.num_solutions, fallback=args.fallback)
-    sp = step_policy(policy, qvm, seed=args.seed, calculator=args.calculator)
-    setting = f"process reward {args.process_reward}{', calculator' if args.calculator else ''}"
+    setup = search_setup(policy, qvm, seed=args.seed, **search_options(args))
+    methods = build_methods(args.methods, k=args.k, lam=args.lam, temperature=setup.temperature, max_steps=policy.settings.max_steps,
+                            reward=setup.reward, value=setup.value, num_solutions=args.num_solutions, fallback=args.fallback)
+    sp, setting = setup.step_policy, setup.describe()
     print(f"{len(loaded.problems)} problems ({loaded.name}), policy {policy.path}, QVM {qvm_dir}, {setting}", file=sys.stderr)
     start = time.perf_counter()
     reports = [evaluate(loaded.task, m, sp, loaded.problems, seed=args.seed, progress=not args.no_progress) for m in methods]

@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..labels import LabelWriter, best_of_rollouts, sample_trajectories, state_actions
-    from ..pretrained import step_policy as make_step_policy
+    from ..pretrained import search_setup
 
     for name in ("trajectories", "rollouts", "chunk"):
         if getattr(args, name) < 1:
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     setup_torch(args)
     policy = load_policy(args)
     loaded = load_task(args, policy, purpose="train")
-    step_policy = make_step_policy(policy, seed=args.seed, calculator=args.calculator)
+    calculator = None if args.calculator is None else args.calculator == "on"  # unset: the policy's qstar.json
+    step_policy = search_setup(policy, seed=args.seed, calculator=calculator).step_policy
     max_steps = policy.settings.max_steps
     start, n_rows, positive = time.perf_counter(), 0, 0
     with LabelWriter(args.out) as writer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import CLIError, add_common, add_search, load_policy, load_qvm, setup_torch
+from .common import CLIError, add_common, add_search, load_policy, load_qvm, search_options, setup_torch
 
 EXAMPLES = """examples:
   qstar solve "Ella receives 50 emails a day. 16% of those emails don't require any response. She responds to the rest. How many emails does Ella respond to in a 3 day work week?"
@@ -41,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     setup_torch(args)
     policy = load_policy(args)
     qvm, _ = load_qvm(args, policy)
-    solver = Solver(policy, qvm, lam=args.lam, k=args.k, temperature=args.temperature, max_expansions=args.max_expansions, seed=args.seed,
-                    process_reward=args.process_reward, calculator=args.calculator)
+    solver = Solver(policy, qvm, lam=args.lam, k=args.k, max_expansions=args.max_expansions, seed=args.seed, **search_options(args))
     result = solver.solve(args.question)
     print(result)
     if args.tree is not None:
