@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -35,27 +36,43 @@ py::array_t<T> to_numpy(const std::vector<T>& v) {
   return out;
 }
 
-Engine make_engine(double lam, const std::string& aggregate, int64_t num_solutions,
-                   std::optional<int64_t> max_expansions, std::optional<int64_t> max_nodes,
-                   std::optional<int64_t> max_depth, std::optional<int64_t> max_tokens,
-                   std::optional<int64_t> frontier_capacity, std::optional<int64_t> vocab_size, bool dedup) {
+// Runs f with the GIL released and raises its Status.
+template <typename F>
+void nogil(F&& f) {
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = f();
+  }
+  raise_if_error(s);
+}
+
+EngineConfig make_config(double lam, const std::string& aggregate, const std::string& selection,
+                         std::optional<int64_t> beam_width, std::optional<int64_t> num_solutions,
+                         std::optional<int64_t> max_expansions, std::optional<int64_t> max_nodes,
+                         std::optional<int64_t> max_steps, std::optional<int64_t> max_tokens,
+                         std::optional<int64_t> frontier_capacity, std::optional<int64_t> vocab_size, bool dedup) {
   EngineConfig c;
   auto agg = parse_aggregate(aggregate);
   if (!agg)
     throw py::value_error("aggregate must be one of 'min', 'max', 'sum', 'mean', 'product', 'last', 'zero'; got '" +
                           aggregate + "'");
+  if (selection != "best_first" && selection != "beam")
+    throw py::value_error("selection must be 'best_first' (A*) or 'beam' (level by level); got '" + selection + "'");
   c.lam = lam;
   c.aggregate = *agg;
-  c.num_solutions = num_solutions;
+  c.selection = selection == "beam" ? Selection::Beam : Selection::BestFirst;
+  c.beam_width = limit(beam_width);
+  c.num_solutions = limit(num_solutions);
   c.max_expansions = limit(max_expansions);
   c.max_nodes = limit(max_nodes);
-  c.max_depth = limit(max_depth);
+  c.max_steps = limit(max_steps);
   c.max_tokens = limit(max_tokens);
   c.frontier_capacity = limit(frontier_capacity);
   c.vocab_size = vocab_size.value_or(0);
   c.dedup = dedup;
   raise_if_error(Engine::validate(c));
-  return Engine(c);
+  return c;
 }
 
 py::dict stats_dict(const EngineStats& s) {
@@ -72,15 +89,49 @@ py::dict stats_dict(const EngineStats& s) {
   d["selected"] = s.selected;
   d["nodes"] = s.nodes;
   d["solutions"] = s.solutions;
+  d["pinned"] = s.pinned;
   d["engine_seconds"] = s.engine_seconds;
   return d;
 }
 
-NodeId checked_id(const Engine& e, NodeId id) {
-  if (!e.nodes().contains(id))
-    throw py::index_error("node id " + std::to_string(id) + " does not exist (this engine has " +
-                          std::to_string(e.nodes().size()) + " nodes)");
-  return id;
+// Columns of several nodes: one numpy array per field, keys as a list (None when unkeyed).
+py::dict info_columns(const std::vector<NodeInfo>& rows) {
+  auto n = static_cast<py::ssize_t>(rows.size());
+  CArray<int64_t> parent(n), samples(n), kv(n), length(n);
+  CArray<int32_t> depth(n);
+  CArray<uint8_t> status(n);
+  CArray<bool> terminal(n);
+  CArray<double> reward(n), g(n), h(n), f(n);
+  py::list keys;
+  for (py::ssize_t i = 0; i < n; ++i) {
+    const NodeInfo& r = rows[static_cast<size_t>(i)];
+    parent.mutable_data()[i] = r.parent;
+    depth.mutable_data()[i] = r.depth;
+    status.mutable_data()[i] = static_cast<uint8_t>(r.status);
+    terminal.mutable_data()[i] = r.terminal;
+    reward.mutable_data()[i] = r.reward;
+    g.mutable_data()[i] = r.g;
+    h.mutable_data()[i] = r.h;
+    f.mutable_data()[i] = r.f;
+    samples.mutable_data()[i] = r.samples;
+    kv.mutable_data()[i] = r.kv_handle;
+    length.mutable_data()[i] = static_cast<int64_t>(r.state_length);
+    keys.append(r.key ? py::object(py::bytes(*r.key)) : py::object(py::none()));
+  }
+  py::dict d;
+  d["parent"] = parent;
+  d["depth"] = depth;
+  d["status"] = status;
+  d["terminal"] = terminal;
+  d["reward"] = reward;
+  d["g"] = g;
+  d["h"] = h;
+  d["f"] = f;
+  d["samples"] = samples;
+  d["kv_handle"] = kv;
+  d["state_length"] = length;
+  d["key"] = keys;
+  return d;
 }
 
 // Raised (as _core.CacheFullError, a MemoryError) when allocate() cannot make room.
@@ -101,129 +152,33 @@ py::dict cache_stats_dict(const PrefixCacheStats& s) {
   return d;
 }
 
+template <typename T>
+const T* optional_data(const std::optional<CArray<T>>& a, py::ssize_t n, const char* name) {
+  if (!a) return nullptr;
+  if (a->size() != n) throw py::value_error(std::string(name) + " must have one entry per child");
+  return a->data();
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "Compiled core of qstar_native: the A* engine. Use the typed wrappers in qstar_native.";
+  m.doc() = "Compiled core of qstar_native: the search engine and the KV prefix cache. Use the typed wrappers.";
 
-  py::class_<Engine>(m, "Engine")
-      .def(py::init(&make_engine), py::arg("lam"), py::arg("aggregate"), py::arg("num_solutions"),
-           py::arg("max_expansions"), py::arg("max_nodes"), py::arg("max_depth"), py::arg("max_tokens"),
-           py::arg("frontier_capacity"), py::arg("vocab_size"), py::arg("dedup"))
-      .def(
-          "add_root",
-          [](Engine& e, CArray<int32_t> tokens, double h, std::optional<std::string> key) {
-            NodeId id = kNoNode;
-            Status s;
-            {
-              py::gil_scoped_release nogil;
-              s = e.add_root(tokens.data(), static_cast<size_t>(tokens.size()), h, key ? &*key : nullptr, &id);
-            }
-            raise_if_error(s);
-            return id;
-          },
-          py::arg("tokens"), py::arg("h"), py::arg("key"))
-      .def(
-          "select",
-          [](Engine& e, int64_t k) {
-            if (k < 1) throw py::value_error("k must be at least 1, got " + std::to_string(k));
-            std::vector<NodeId> ids;
-            {
-              py::gil_scoped_release nogil;
-              ids = e.select(k);
-            }
-            return to_numpy(ids);
-          },
-          py::arg("k"))
-      .def(
-          "expand",
-          [](Engine& e, CArray<int64_t> parents, CArray<int64_t> counts, CArray<int32_t> tokens,
-             CArray<int64_t> lengths, CArray<double> rewards, CArray<double> q, CArray<uint8_t> terminal,
-             std::optional<std::vector<std::string>> keys) {
-            if (counts.size() != parents.size())
-              throw py::value_error("child_counts must have one entry per parent");
-            py::ssize_t n = lengths.size();
-            if (rewards.size() != n || q.size() != n || terminal.size() != n)
-              throw py::value_error("step_lengths, rewards, q and terminal must have one entry per child");
-            ChildBatch b;
-            b.parents = parents.data();
-            b.num_parents = static_cast<size_t>(parents.size());
-            b.child_counts = counts.data();
-            b.tokens = tokens.data();
-            b.num_tokens = static_cast<size_t>(tokens.size());
-            b.step_lengths = lengths.data();
-            b.rewards = rewards.data();
-            b.q = q.data();
-            b.terminal = terminal.data();
-            b.num_children = static_cast<size_t>(n);
-            b.keys = keys ? &*keys : nullptr;
-            std::vector<NodeId> out;
-            Status s;
-            {
-              py::gil_scoped_release nogil;
-              s = e.expand(b, &out);
-            }
-            raise_if_error(s);
-            return to_numpy(out);
-          },
-          py::arg("parents"), py::arg("child_counts"), py::arg("tokens"), py::arg("step_lengths"),
-          py::arg("rewards"), py::arg("q"), py::arg("terminal"), py::arg("keys"))
-      .def(
-          "release",
-          [](Engine& e, CArray<int64_t> ids) {
-            Status s;
-            {
-              py::gil_scoped_release nogil;
-              s = e.release(ids.data(), static_cast<size_t>(ids.size()));
-            }
-            raise_if_error(s);
-          },
-          py::arg("ids"))
-      .def_property_readonly("done", &Engine::done)
-      .def_property_readonly("stop_reason", [](const Engine& e) { return std::string(to_string(e.stop_reason())); })
-      .def_property_readonly("solutions", [](const Engine& e) { return to_numpy(e.solutions()); })
-      .def_property_readonly("num_nodes", [](const Engine& e) { return e.nodes().size(); })
-      .def("stats", [](const Engine& e) { return stats_dict(e.stats()); })
-      .def(
-          "node",
-          [](const Engine& e, NodeId id) {
-            const Node& n = e.nodes()[checked_id(e, id)];
-            py::dict d;
-            d["id"] = id;
-            d["parent"] = n.parent;
-            d["depth"] = n.depth;
-            d["status"] = to_string(n.status);
-            d["terminal"] = n.terminal;
-            d["reward"] = n.reward;
-            d["g"] = n.g;
-            d["h"] = n.h;
-            d["f"] = n.f;
-            d["key"] = n.has_key ? py::object(py::bytes(e.nodes().key(id))) : py::object(py::none());
-            return d;
-          },
-          py::arg("id"))
-      .def(
-          "step_tokens",
-          [](const Engine& e, NodeId id) {
-            const Token* t = e.nodes().step_tokens(checked_id(e, id));
-            return to_numpy(std::vector<Token>(t, t + e.nodes()[id].token_count));
-          },
-          py::arg("id"))
-      .def(
-          "state_tokens", [](const Engine& e, NodeId id) { return to_numpy(e.nodes().state_tokens(checked_id(e, id))); },
-          py::arg("id"))
-      .def(
-          "path", [](const Engine& e, NodeId id) { return to_numpy(e.nodes().path(checked_id(e, id))); },
-          py::arg("id"))
-      .def(
-          "frontier", [](const Engine& e, size_t limit) { return to_numpy(e.frontier_snapshot(limit)); },
-          py::arg("limit"));
+  py::list statuses;
+  for (auto s : {NodeStatus::Open, NodeStatus::Selected, NodeStatus::Expanded, NodeStatus::Solution, NodeStatus::Pruned})
+    statuses.append(to_string(s));
+  m.attr("NODE_STATUSES") = py::tuple(statuses);
+
+  py::class_<EngineConfig>(m, "EngineConfig")
+      .def(py::init(&make_config), py::arg("lam"), py::arg("aggregate"), py::arg("selection"), py::arg("beam_width"),
+           py::arg("num_solutions"), py::arg("max_expansions"), py::arg("max_nodes"), py::arg("max_steps"),
+           py::arg("max_tokens"), py::arg("frontier_capacity"), py::arg("vocab_size"), py::arg("dedup"));
 
   py::register_exception<CacheFull>(m, "CacheFullError", PyExc_MemoryError);
-  py::class_<PrefixCache>(m, "PrefixCache")
+  py::class_<PrefixCache, std::shared_ptr<PrefixCache>>(m, "PrefixCache")
       .def(py::init([](int64_t num_blocks, int64_t block_size) {
              raise_if_error(PrefixCache::validate(num_blocks, block_size));
-             return PrefixCache(num_blocks, block_size);
+             return std::make_shared<PrefixCache>(num_blocks, block_size);
            }),
            py::arg("num_blocks"), py::arg("block_size"))
       .def_property_readonly("num_blocks", &PrefixCache::num_blocks)
@@ -232,12 +187,7 @@ PYBIND11_MODULE(_core, m) {
           "match",
           [](PrefixCache& c, CArray<int32_t> tokens) {
             std::vector<int64_t> slots;
-            Status s;
-            {
-              py::gil_scoped_release nogil;
-              s = c.match(tokens.data(), static_cast<size_t>(tokens.size()), &slots);
-            }
-            raise_if_error(s);
+            nogil([&] { return c.match(tokens.data(), static_cast<size_t>(tokens.size()), &slots); });
             return to_numpy(slots);
           },
           py::arg("tokens"))
@@ -259,57 +209,142 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "insert",
           [](PrefixCache& c, CArray<int32_t> tokens, CArray<int64_t> slots) {
-            Status s;
-            {
-              py::gil_scoped_release nogil;
-              s = c.insert(tokens.data(), static_cast<size_t>(tokens.size()), slots.data(),
-                           static_cast<size_t>(slots.size()));
-            }
-            raise_if_error(s);
+            nogil([&] {
+              return c.insert(tokens.data(), static_cast<size_t>(tokens.size()), slots.data(),
+                              static_cast<size_t>(slots.size()));
+            });
           },
           py::arg("tokens"), py::arg("slots"))
       .def(
           "free",
           [](PrefixCache& c, CArray<int64_t> slots) {
-            Status s;
-            {
-              py::gil_scoped_release nogil;
-              s = c.free(slots.data(), static_cast<size_t>(slots.size()));
-            }
-            raise_if_error(s);
+            nogil([&] { return c.free(slots.data(), static_cast<size_t>(slots.size())); });
           },
           py::arg("slots"))
       .def(
           "pin",
           [](PrefixCache& c, CArray<int32_t> tokens) {
             int64_t handle = 0;
-            Status s;
-            {
-              py::gil_scoped_release nogil;
-              s = c.pin(tokens.data(), static_cast<size_t>(tokens.size()), &handle);
-            }
-            raise_if_error(s);
+            nogil([&] { return c.pin(tokens.data(), static_cast<size_t>(tokens.size()), &handle); });
             return handle;
           },
           py::arg("tokens"))
       .def(
-          "unpin",
-          [](PrefixCache& c, int64_t handle) {
-            Status s;
-            {
-              py::gil_scoped_release nogil;
-              s = c.unpin(handle);
-            }
-            raise_if_error(s);
+          "unpin", [](PrefixCache& c, int64_t handle) { nogil([&] { return c.unpin(handle); }); },
+          py::arg("handle"))
+      .def("has_pin", &PrefixCache::has_pin, py::arg("handle"))
+      .def_property_readonly("num_pins", &PrefixCache::num_pins)
+      .def(
+          "grow", [](PrefixCache& c, int64_t n) { nogil([&] { return c.grow(n); }); }, py::arg("num_blocks"))
+      .def(
+          "pin_blocks",
+          [](const PrefixCache& c, int64_t handle) {
+            std::vector<int32_t> blocks;
+            nogil([&] { return c.pin_blocks(handle, &blocks); });
+            return to_numpy(blocks);
           },
           py::arg("handle"))
+      .def("pinned_block_ids", [](const PrefixCache& c) { return to_numpy(c.pinned_block_ids()); })
       .def("stats", [](const PrefixCache& c) { return cache_stats_dict(c.stats()); })
-      .def("check_invariants", [](const PrefixCache& c) {
-        Status s;
-        {
-          py::gil_scoped_release nogil;
-          s = c.check_invariants();
-        }
-        raise_if_error(s);
-      });
+      .def("check_invariants", [](const PrefixCache& c) { nogil([&] { return c.check_invariants(); }); });
+
+  py::class_<Engine>(m, "Engine")
+      .def(py::init([](const EngineConfig& config, std::shared_ptr<PrefixCache> cache) {
+             return std::make_unique<Engine>(config, std::move(cache));
+           }),
+           py::arg("config"), py::arg("cache"))
+      .def(
+          "add_root",
+          [](Engine& e, CArray<int32_t> tokens, double h, std::optional<std::string> key) {
+            NodeId id = kNoNode;
+            nogil([&] { return e.add_root(tokens.data(), static_cast<size_t>(tokens.size()), h, key ? &*key : nullptr, &id); });
+            return id;
+          },
+          py::arg("tokens"), py::arg("h"), py::arg("key"))
+      .def(
+          "select",
+          [](Engine& e, int64_t k) {
+            if (k < 1) throw py::value_error("k must be at least 1, got " + std::to_string(k));
+            std::vector<NodeId> ids;
+            {
+              py::gil_scoped_release nogil;
+              ids = e.select(k);
+            }
+            return to_numpy(ids);
+          },
+          py::arg("k"))
+      .def(
+          "expand",
+          [](Engine& e, CArray<int64_t> parents, CArray<int64_t> counts, CArray<int32_t> tokens, CArray<int64_t> lengths,
+             CArray<double> rewards, CArray<double> q, CArray<uint8_t> terminal, std::optional<CArray<int64_t>> samples,
+             std::optional<CArray<int64_t>> kv_handles, std::optional<std::vector<std::string>> keys) {
+            if (counts.size() != parents.size()) throw py::value_error("child_counts must have one entry per parent");
+            py::ssize_t n = lengths.size();
+            if (rewards.size() != n || q.size() != n || terminal.size() != n)
+              throw py::value_error("step_lengths, rewards, q and terminal must have one entry per child");
+            ChildBatch b;
+            b.parents = parents.data();
+            b.num_parents = static_cast<size_t>(parents.size());
+            b.child_counts = counts.data();
+            b.tokens = tokens.data();
+            b.num_tokens = static_cast<size_t>(tokens.size());
+            b.step_lengths = lengths.data();
+            b.rewards = rewards.data();
+            b.q = q.data();
+            b.terminal = terminal.data();
+            b.num_children = static_cast<size_t>(n);
+            b.samples = optional_data(samples, n, "samples");
+            b.kv_handles = optional_data(kv_handles, n, "kv_handles");
+            b.keys = keys ? &*keys : nullptr;
+            std::vector<NodeId> out;
+            nogil([&] { return e.expand(b, &out); });
+            return to_numpy(out);
+          },
+          py::arg("parents"), py::arg("child_counts"), py::arg("tokens"), py::arg("step_lengths"), py::arg("rewards"),
+          py::arg("q"), py::arg("terminal"), py::arg("samples"), py::arg("kv_handles"), py::arg("keys"))
+      .def(
+          "release", [](Engine& e, CArray<int64_t> ids) { nogil([&] { return e.release(ids.data(), static_cast<size_t>(ids.size())); }); },
+          py::arg("ids"))
+      .def_property_readonly("done", &Engine::done)
+      .def_property_readonly("stop_reason", [](const Engine& e) { return std::string(to_string(e.stop_reason())); })
+      .def_property_readonly("solutions", [](const Engine& e) { return to_numpy(e.solutions()); })
+      .def_property_readonly("num_nodes", &Engine::num_nodes)
+      .def("stats", [](const Engine& e) { return stats_dict(e.stats()); })
+      .def(
+          "infos",
+          [](const Engine& e, CArray<int64_t> ids) {
+            std::vector<NodeInfo> rows;
+            nogil([&] { return e.infos(ids.data(), static_cast<size_t>(ids.size()), &rows); });
+            return info_columns(rows);
+          },
+          py::arg("ids"))
+      .def(
+          "step_tokens",
+          [](const Engine& e, NodeId id) {
+            std::vector<Token> out;
+            nogil([&] { return e.step_tokens(id, &out); });
+            return to_numpy(out);
+          },
+          py::arg("id"))
+      .def(
+          "state_tokens",
+          [](const Engine& e, CArray<int64_t> ids) {
+            std::vector<Token> tokens;
+            std::vector<int64_t> offsets;
+            nogil([&] { return e.state_tokens(ids.data(), static_cast<size_t>(ids.size()), &tokens, &offsets); });
+            return py::make_tuple(to_numpy(tokens), to_numpy(offsets));
+          },
+          py::arg("ids"))
+      .def(
+          "path",
+          [](const Engine& e, NodeId id) {
+            std::vector<NodeId> out;
+            nogil([&] { return e.path(id, &out); });
+            return to_numpy(out);
+          },
+          py::arg("id"))
+      .def(
+          "frontier", [](const Engine& e, size_t limit) { return to_numpy(e.frontier_snapshot(limit)); },
+          py::arg("limit"))
+      .def("pinned_nodes", [](const Engine& e) { return to_numpy(e.pinned_nodes()); });
 }

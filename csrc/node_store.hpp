@@ -20,6 +20,9 @@ struct Node {
   uint64_t token_offset = 0;  // the step's tokens: tokens[token_offset, token_offset + token_count)
   uint32_t token_count = 0;
   uint64_t state_hash = 0;  // hash of the full token sequence (root + all steps), or of the key
+  uint64_t state_length = 0;  // tokens of the full state (root + all steps); see state_length()
+  int64_t samples = 1;        // how many of the parent's samples drew this step
+  int64_t kv_handle = -1;     // the engine's pin on this state's KV in the prefix cache, or -1
   double reward = 0.0;      // R of this node's step
   double acc = 0.0;         // running aggregate of the path's rewards (see aggregate.hpp)
   double g = 0.0;
@@ -63,10 +66,13 @@ class NodeStore {
   std::vector<Token> state_tokens(NodeId id) const;
   // Root-first list of node ids on the path to id (inclusive).
   std::vector<NodeId> path(NodeId id) const;
-  // Total number of tokens of a node's state, without materializing it.
+  // Total number of tokens of a node's state, without materializing it. O(1), except in keyed
+  // searches, where re-parenting a node changes its descendants' states: O(depth) there.
   uint64_t state_length(NodeId id) const;
+  void mark_keyed() { keyed_ = true; }
 
  private:
+  bool keyed_ = false;
   std::vector<Node> nodes_;
   std::vector<Token> tokens_;
   std::vector<std::string> keys_;

@@ -234,6 +234,7 @@ void PrefixCache::append_path_slots(int32_t node, std::vector<int64_t>* slots) c
 // ---- public calls ---------------------------------------------------------------------------
 
 Status PrefixCache::match(const Token* tokens, size_t count, std::vector<int64_t>* slots) {
+  std::lock_guard<std::mutex> guard(mu_);
   Status s = check_tokens(tokens, count);
   if (!s.is_ok()) return s;
   int32_t node = descend(tokens, count / static_cast<size_t>(block_size_));
@@ -245,6 +246,7 @@ Status PrefixCache::match(const Token* tokens, size_t count, std::vector<int64_t
 }
 
 Status PrefixCache::allocate(int64_t num_tokens, std::vector<int64_t>* slots, bool* cache_full) {
+  std::lock_guard<std::mutex> guard(mu_);
   *cache_full = false;
   if (num_tokens < 0) return Status::invalid_argument("num_tokens must be non-negative, got " + str(num_tokens));
   int64_t need = num_tokens / block_size_ + (num_tokens % block_size_ != 0);  // no overflow near INT64_MAX
@@ -276,6 +278,7 @@ Status PrefixCache::allocate(int64_t num_tokens, std::vector<int64_t>* slots, bo
 }
 
 Status PrefixCache::insert(const Token* tokens, size_t count, const int64_t* slots, size_t num_slots) {
+  std::lock_guard<std::mutex> guard(mu_);
   Status s = check_tokens(tokens, count);
   if (!s.is_ok()) return s;
   if (num_slots != count)
@@ -349,6 +352,7 @@ Status PrefixCache::insert(const Token* tokens, size_t count, const int64_t* slo
 }
 
 Status PrefixCache::free(const int64_t* slots, size_t count) {
+  std::lock_guard<std::mutex> guard(mu_);
   std::vector<int32_t> blocks;
   for (size_t i = 0; i < count; ++i) {
     int64_t v = slots[i];
@@ -374,6 +378,7 @@ Status PrefixCache::free(const int64_t* slots, size_t count) {
 }
 
 Status PrefixCache::pin(const Token* tokens, size_t count, int64_t* handle) {
+  std::lock_guard<std::mutex> guard(mu_);
   Status s = check_tokens(tokens, count);
   if (!s.is_ok()) return s;
   int32_t node = descend(tokens, count / static_cast<size_t>(block_size_));
@@ -385,6 +390,7 @@ Status PrefixCache::pin(const Token* tokens, size_t count, int64_t* handle) {
 }
 
 Status PrefixCache::unpin(int64_t handle) {
+  std::lock_guard<std::mutex> guard(mu_);
   auto it = pins_.find(handle);
   if (it == pins_.end())
     return Status::invalid_argument("unknown pin handle " + str(handle) +
@@ -395,7 +401,56 @@ Status PrefixCache::unpin(int64_t handle) {
   return Status::ok();
 }
 
+bool PrefixCache::has_pin(int64_t handle) const {
+  std::lock_guard<std::mutex> guard(mu_);
+  return pins_.count(handle) > 0;
+}
+
+int64_t PrefixCache::num_pins() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  return static_cast<int64_t>(pins_.size());
+}
+
+int64_t PrefixCache::num_blocks() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  return num_blocks_;
+}
+
+Status PrefixCache::grow(int64_t new_num_blocks) {
+  std::lock_guard<std::mutex> guard(mu_);
+  if (new_num_blocks < num_blocks_ || new_num_blocks > INT32_MAX)
+    return Status::invalid_argument("grow() takes a block count in [" + str(num_blocks_) + ", 2**31), got " +
+                                    str(new_num_blocks) + "; a cache never shrinks");
+  state_.resize(static_cast<size_t>(new_num_blocks), BlockState::Free);
+  owner_.resize(static_cast<size_t>(new_num_blocks), -1);
+  for (int64_t b = num_blocks_; b < new_num_blocks; ++b) push_free(static_cast<int32_t>(b));
+  num_blocks_ = new_num_blocks;
+  counters_.num_blocks = new_num_blocks;
+  return Status::ok();
+}
+
+Status PrefixCache::pin_blocks(int64_t handle, std::vector<int32_t>* blocks) const {
+  std::lock_guard<std::mutex> guard(mu_);
+  auto it = pins_.find(handle);
+  if (it == pins_.end()) return Status::invalid_argument("unknown pin handle " + str(handle));
+  std::vector<int32_t> path;
+  for (int32_t x = it->second; x != kRoot; x = nodes_[x].parent) path.push_back(x);
+  blocks->clear();
+  for (auto p = path.rbegin(); p != path.rend(); ++p) blocks->insert(blocks->end(), nodes_[*p].blocks.begin(), nodes_[*p].blocks.end());
+  return Status::ok();
+}
+
+std::vector<int32_t> PrefixCache::pinned_block_ids() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  std::vector<int32_t> out;
+  for (const RadixNode& n : nodes_)
+    if (n.lock > 0) out.insert(out.end(), n.blocks.begin(), n.blocks.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 PrefixCacheStats PrefixCache::stats() const {
+  std::lock_guard<std::mutex> guard(mu_);
   PrefixCacheStats s = counters_;
   s.free_blocks = static_cast<int64_t>(free_.size());
   s.blocks_in_use = num_blocks_ - s.free_blocks;
@@ -406,6 +461,7 @@ PrefixCacheStats PrefixCache::stats() const {
 // ---- invariants -----------------------------------------------------------------------------
 
 Status PrefixCache::check_invariants() const {
+  std::lock_guard<std::mutex> guard(mu_);
   // Blocks: every block is exactly one of free / cached / owned, and the counters agree.
   int64_t counts[3] = {0, 0, 0};
   for (BlockState st : state_) ++counts[static_cast<int>(st)];

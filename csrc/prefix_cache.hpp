@@ -31,11 +31,15 @@
 // match() does not lock: a caller that allocates after matching must pin() the prefix first, or
 // the allocation may evict the blocks it matched.
 //
-// Threading: no global state; distinct caches may be used from parallel threads. One cache is not
-// synchronized (as Engine).
+// Growth: grow() adds free blocks (the caller grows its pool first), so a pool can start small
+// and be sized by need up to a cap.
+//
+// Threading: every public call locks the cache's mutex, so engines in parallel threads can share
+// one cache (an engine calls unpin() while holding its own lock; the cache never calls out).
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <set>
 #include <unordered_map>
 #include <utility>
@@ -60,6 +64,8 @@ class PrefixCache {
  public:
   static Status validate(int64_t num_blocks, int64_t block_size);
   PrefixCache(int64_t num_blocks, int64_t block_size);  // arguments must pass validate()
+  PrefixCache(const PrefixCache&) = delete;
+  PrefixCache& operator=(const PrefixCache&) = delete;
 
   // The slots of the longest cached block-aligned prefix of tokens (slots->size() tokens).
   Status match(const Token* tokens, size_t count, std::vector<int64_t>* slots);
@@ -74,11 +80,18 @@ class PrefixCache {
   // Locks the cached path of the longest cached prefix of tokens until unpin(*handle).
   Status pin(const Token* tokens, size_t count, int64_t* handle);
   Status unpin(int64_t handle);
+  bool has_pin(int64_t handle) const;
+  int64_t num_pins() const;
+  // Adds free blocks up to new_num_blocks (never shrinks).
+  Status grow(int64_t new_num_blocks);
 
   PrefixCacheStats stats() const;
+  // Block ids on the path a pin locks, root first; and every block on a locked path, ascending.
+  Status pin_blocks(int64_t handle, std::vector<int32_t>* blocks) const;
+  std::vector<int32_t> pinned_block_ids() const;
   // Ok, or InvalidState naming the first broken invariant. O(num_blocks + tree size): for tests.
   Status check_invariants() const;
-  int64_t num_blocks() const { return num_blocks_; }
+  int64_t num_blocks() const;
   int64_t block_size() const { return block_size_; }
 
  private:
@@ -114,8 +127,9 @@ class PrefixCache {
   int32_t pop_free();
   void append_path_slots(int32_t node, std::vector<int64_t>* slots) const;
 
+  mutable std::mutex mu_;
   int64_t num_blocks_;
-  int64_t block_size_;
+  const int64_t block_size_;
   std::vector<BlockState> state_;  // per block
   std::vector<int32_t> owner_;     // per block: the tree node holding a cached block, else -1
   std::vector<int32_t> free_;      // min-heap of free block ids

@@ -40,6 +40,7 @@ std::vector<NodeId> NodeStore::path(NodeId id) const {
 }
 
 uint64_t NodeStore::state_length(NodeId id) const {
+  if (!keyed_) return nodes_[id].state_length;
   uint64_t len = 0;
   for (NodeId n = id; n != kNoNode; n = nodes_[n].parent) len += nodes_[n].token_count;
   return len;
@@ -88,20 +89,64 @@ Status Engine::validate(const EngineConfig& c) {
                                     std::to_string(v));
   };
   for (auto [v, name] : {std::pair{c.num_solutions, "num_solutions"}, {c.max_expansions, "max_expansions"},
-                         {c.max_nodes, "max_nodes"}, {c.max_depth, "max_depth"}, {c.max_tokens, "max_tokens"},
-                         {c.frontier_capacity, "frontier_capacity"}}) {
+                         {c.max_nodes, "max_nodes"}, {c.max_steps, "max_steps"}, {c.max_tokens, "max_tokens"},
+                         {c.frontier_capacity, "frontier_capacity"}, {c.beam_width, "beam_width"}}) {
     Status s = positive(v, name);
     if (!s.is_ok()) return s;
   }
+  if (c.selection == Selection::BestFirst && c.beam_width != kUnlimited)
+    return Status::invalid_argument("beam_width applies to selection='beam' only; leave it None for best-first");
   if (c.vocab_size < 0)
     return Status::invalid_argument("vocab_size must be positive (or 0/None to skip the check), got " +
                                     std::to_string(c.vocab_size));
   return Status::ok();
 }
 
-Engine::Engine(EngineConfig config) : config_(config) {}
+Engine::Engine(EngineConfig config, std::shared_ptr<PrefixCache> cache) : config_(config), cache_(std::move(cache)) {}
+
+Engine::~Engine() {
+  if (!cache_) return;
+  for (size_t i = 0; i < store_.size(); ++i)
+    if (store_[static_cast<NodeId>(i)].kv_handle >= 0) cache_->unpin(store_[static_cast<NodeId>(i)].kv_handle);
+}
+
+// ---- pins ---------------------------------------------------------------------------------
+
+void Engine::unpin_handle(int64_t kv) {
+  if (kv >= 0 && cache_) cache_->unpin(kv);  // validated handle: cannot fail
+}
+
+void Engine::drop_pin(NodeId id) {
+  Node& n = store_[id];
+  if (n.kv_handle < 0) return;
+  unpin_handle(n.kv_handle);
+  n.kv_handle = -1;
+  --pinned_;
+}
+
+// A node holds a pin only while it can still be expanded; otherwise the handle goes at once.
+void Engine::adopt_pin(NodeId id, int64_t kv) {
+  if (kv < 0) return;
+  Node& n = store_[id];
+  bool live = (n.status == NodeStatus::Open || n.status == NodeStatus::Selected) && !n.terminal && !done_locked();
+  if (!live || n.kv_handle >= 0) {
+    unpin_handle(kv);
+    return;
+  }
+  n.kv_handle = kv;
+  ++pinned_;
+}
+
+void Engine::stop(StopReason reason) {
+  stop_ = reason;
+  if (pinned_ == 0) return;
+  for (size_t i = 0; i < store_.size(); ++i) drop_pin(static_cast<NodeId>(i));
+}
+
+// ---- root and select ----------------------------------------------------------------------
 
 Status Engine::add_root(const Token* tokens, size_t count, double h, const std::string* key, NodeId* out) {
+  std::lock_guard<std::mutex> lock(mu_);
   Timer t(&stats_.engine_seconds);
   if (has_root_) return Status::invalid_state("this engine already has a root; use one engine per problem");
   if (!std::isfinite(h)) return Status::invalid_argument("root h must be finite, got " + std::to_string(h));
@@ -113,18 +158,17 @@ Status Engine::add_root(const Token* tokens, size_t count, double h, const std::
   Node n;
   n.h = h;
   n.f = config_.lam * h;
+  n.state_length = count;
   n.state_hash = key ? std::hash<std::string>{}(*key) : extend_hash(kEmptyStateHash, tokens, count);
   NodeId id = store_.add(n, tokens, static_cast<uint32_t>(count));
   keyed_ = key != nullptr;
-  if (config_.dedup) {
-    if (keyed_) {
-      store_.set_key(id, *key);
-      states_.insert_key(*key, id);
-    } else {
-      states_.insert_tokens(n.state_hash, id);
-    }
-  } else if (keyed_) {
+  if (keyed_) {
+    store_.mark_keyed();
     store_.set_key(id, *key);
+  }
+  if (config_.dedup) {
+    if (keyed_) states_.insert_key(*key, id);
+    else states_.insert_tokens(n.state_hash, id);
   }
   frontier_.push({n.f, id});
   has_root_ = true;
@@ -132,21 +176,27 @@ Status Engine::add_root(const Token* tokens, size_t count, double h, const std::
   return Status::ok();
 }
 
+void Engine::accept_solution(NodeId id) {
+  store_[id].status = NodeStatus::Solution;
+  drop_pin(id);
+  solutions_.push_back(id);
+}
+
 std::vector<NodeId> Engine::select(int64_t k) {
+  std::lock_guard<std::mutex> lock(mu_);
   Timer t(&stats_.engine_seconds);
   std::vector<NodeId> out;
-  if (done() || !has_root_) return out;
+  if (done_locked() || !has_root_) return out;
   while (static_cast<int64_t>(out.size()) < k && !frontier_.empty()) {
     const FrontierEntry top = frontier_.best();
     Node& n = store_[top.id];
-    if (n.terminal) {
+    if (n.terminal) {  // BestFirst only: in Beam mode terminals are settled when a level ends
       // A handed-out node that ranks before this terminal may still yield a better solution.
       if (!selected_.empty() && ranks_before(selected_.best(), top)) break;
       frontier_.pop_best();
-      n.status = NodeStatus::Solution;
-      solutions_.push_back(top.id);
+      accept_solution(top.id);
       if (static_cast<int64_t>(solutions_.size()) >= config_.num_solutions) {
-        stop_ = StopReason::Solutions;
+        stop(StopReason::Solutions);
         break;
       }
       continue;
@@ -157,11 +207,13 @@ std::vector<NodeId> Engine::select(int64_t k) {
     selected_.push(top);
     out.push_back(top.id);
   }
-  if (out.empty() && selected_.empty() && !done()) {
-    stop_ = frontier_.empty() ? StopReason::Exhausted : StopReason::MaxExpansions;
+  if (out.empty() && selected_.empty() && !done_locked()) {
+    stop(frontier_.empty() ? StopReason::Exhausted : StopReason::MaxExpansions);
   }
   return out;
 }
+
+// ---- expand -------------------------------------------------------------------------------
 
 Status Engine::validate_batch(const ChildBatch& b) const {
   std::unordered_set<NodeId> seen;
@@ -192,6 +244,9 @@ Status Engine::validate_batch(const ChildBatch& b) const {
     return Status::invalid_argument(keyed_ ? "the root has a key, so every child needs a key"
                                            : "the root has no key, so children cannot have keys; "
                                              "pass key= to the root to de-duplicate by key");
+  if (b.kv_handles && !cache_)
+    return Status::invalid_argument("kv_handles given, but this engine has no prefix cache; create it with cache=");
+  std::unordered_set<int64_t> handles;
   uint64_t token_total = 0;
   for (size_t i = 0; i < b.num_children; ++i) {
     const std::string at = "child " + std::to_string(i);
@@ -205,6 +260,17 @@ Status Engine::validate_batch(const ChildBatch& b) const {
     if (!std::isfinite(b.q[i]))
       return Status::invalid_argument(at + " has a non-finite q (" + std::to_string(b.q[i]) +
                                       "); q values must be finite numbers");
+    if (b.samples && b.samples[i] < 1)
+      return Status::invalid_argument(at + " has samples = " + std::to_string(b.samples[i]) +
+                                      "; a step is drawn by at least one sample");
+    if (b.kv_handles && b.kv_handles[i] >= 0) {
+      int64_t h = b.kv_handles[i];
+      if (!handles.insert(h).second)
+        return Status::invalid_argument(at + " repeats kv handle " + std::to_string(h) + "; each pin belongs to one child");
+      if (!cache_->has_pin(h))
+        return Status::invalid_argument(at + " has kv handle " + std::to_string(h) +
+                                        ", which is no live pin of the engine's prefix cache");
+    }
   }
   if (token_total != b.num_tokens)
     return Status::invalid_argument("step lengths sum to " + std::to_string(token_total) + " but " +
@@ -237,12 +303,37 @@ void Engine::push_open(NodeId id) {
   frontier_.push({n.f, id});
 }
 
+void Engine::prune(NodeId id) {
+  store_[id].status = NodeStatus::Pruned;
+  drop_pin(id);
+}
+
 void Engine::enforce_capacity() {
   while (static_cast<int64_t>(frontier_.size()) > config_.frontier_capacity) {
-    FrontierEntry worst = frontier_.pop_worst();
-    store_[worst.id].status = NodeStatus::Pruned;
+    prune(frontier_.pop_worst().id);
     ++stats_.pruned_capacity;
   }
+}
+
+// Beam: the level is fully expanded; keep the best (beam_width - solutions) of its children.
+void Engine::advance_level() {
+  if (next_.empty()) return;
+  ++level_;
+  int64_t keep = config_.beam_width == kUnlimited ? kUnlimited
+                                                  : config_.beam_width - static_cast<int64_t>(solutions_.size());
+  int64_t kept = 0;
+  for (const FrontierEntry& e : next_) {
+    if (kept < keep) {
+      ++kept;
+      if (store_[e.id].terminal) accept_solution(e.id);
+      else frontier_.push(e);
+    } else {
+      prune(e.id);
+      ++stats_.pruned_capacity;
+    }
+  }
+  next_ = Frontier();
+  if (static_cast<int64_t>(solutions_.size()) >= config_.num_solutions) stop(StopReason::Solutions);
 }
 
 bool Engine::is_ancestor(NodeId maybe_ancestor, NodeId id) const {
@@ -252,25 +343,21 @@ bool Engine::is_ancestor(NodeId maybe_ancestor, NodeId id) const {
 }
 
 NodeId Engine::insert_child(NodeId parent, const Token* step, uint32_t count, double reward, double q,
-                            bool terminal, const std::string* key) {
+                            bool terminal, int64_t samples, int64_t kv, const std::string* key) {
   const Node& p = store_[parent];
   uint64_t hash = key ? std::hash<std::string>{}(*key) : extend_hash(p.state_hash, step, count);
   if (config_.dedup) {
     NodeId existing = key ? states_.find_key(*key) : states_.find_tokens(store_, hash, parent, step, count);
     if (existing != kNoNode) {
       ++stats_.merged;
-      merge_into(existing, parent, step, count, reward, q);
+      merge_into(existing, parent, step, count, reward, q, kv);
       return existing;
     }
   }
-  if (static_cast<int64_t>(store_.size()) >= config_.max_nodes) {
+  if (static_cast<int64_t>(store_.size()) >= config_.max_nodes || stats_.tokens + count > config_.max_tokens) {
     ++stats_.dropped_budget;
-    stop_ = StopReason::MaxNodes;
-    return kNoNode;
-  }
-  if (stats_.tokens + count > config_.max_tokens) {
-    ++stats_.dropped_budget;
-    stop_ = StopReason::MaxTokens;
+    unpin_handle(kv);
+    stop(static_cast<int64_t>(store_.size()) >= config_.max_nodes ? StopReason::MaxNodes : StopReason::MaxTokens);
     return kNoNode;
   }
   Node n;
@@ -278,6 +365,8 @@ NodeId Engine::insert_child(NodeId parent, const Token* step, uint32_t count, do
   n.depth = p.depth + 1;
   n.terminal = terminal;
   n.state_hash = hash;
+  n.state_length = p.state_length + count;
+  n.samples = samples;
   n.reward = reward;
   n.acc = extend_accumulator(config_.aggregate, p.acc, p.depth, reward);
   n.g = aggregate_value(config_.aggregate, n.acc, n.depth);
@@ -290,28 +379,40 @@ NodeId Engine::insert_child(NodeId parent, const Token* step, uint32_t count, do
     if (key) states_.insert_key(*key, id);
     else states_.insert_tokens(hash, id);
   }
-  if (!terminal && n.depth >= config_.max_depth) {
-    store_[id].status = NodeStatus::Pruned;  // it could never reach a solution within max_depth
+  if (!terminal && store_[id].depth >= config_.max_steps) {
+    store_[id].status = NodeStatus::Pruned;  // it could never reach a solution within max_steps
     ++stats_.pruned_depth;
+  } else if (config_.selection == Selection::Beam) {
+    next_.push({store_[id].f, id});  // status Open, ranked when the level ends
   } else {
     push_open(id);
   }
+  adopt_pin(id, kv);
   return id;
 }
 
 // A* with a closed set: a duplicate state keeps the better g. A better path re-parents the
-// existing node, repositions it if open, and reopens it if already expanded.
-void Engine::merge_into(NodeId existing, NodeId parent, const Token* step, uint32_t count, double reward,
-                        double q) {
+// existing node, repositions it if open, and reopens it if already expanded. In Beam mode only
+// a node of the level being built can move (levels are never revisited).
+void Engine::merge_into(NodeId existing, NodeId parent, const Token* step, uint32_t count, double reward, double q,
+                        int64_t kv) {
   Node& e = store_[existing];
   const Node& p = store_[parent];
   double acc = extend_accumulator(config_.aggregate, p.acc, p.depth, reward);
   int32_t depth = p.depth + 1;
   double g = aggregate_value(config_.aggregate, acc, depth);
   bool better = g > e.g;
-  bool movable = e.status == NodeStatus::Open || e.status == NodeStatus::Selected || e.status == NodeStatus::Expanded;
-  bool depth_ok = e.terminal || depth < config_.max_depth;
-  if (!better || !movable || !depth_ok || existing == parent || is_ancestor(existing, parent)) return;
+  bool beam = config_.selection == Selection::Beam;
+  bool in_next = beam && e.status == NodeStatus::Open && e.depth == level_ + 1;
+  bool movable = beam ? in_next
+                      : e.status == NodeStatus::Open || e.status == NodeStatus::Selected ||
+                            e.status == NodeStatus::Expanded;
+  bool depth_ok = e.terminal || depth < config_.max_steps;
+  if (beam) depth_ok = depth_ok && depth == level_ + 1;
+  if (!better || !movable || !depth_ok || existing == parent || is_ancestor(existing, parent)) {
+    unpin_handle(kv);
+    return;
+  }
   FrontierEntry old{e.f, existing};
   e.parent = parent;
   e.depth = depth;
@@ -320,9 +421,13 @@ void Engine::merge_into(NodeId existing, NodeId parent, const Token* step, uint3
   e.g = g;
   e.h = q;
   e.f = g + config_.lam * q;
+  e.state_length = p.state_length + count;
   store_.set_step(existing, step, count);
   stats_.tokens += count;
-  if (e.status == NodeStatus::Open) {
+  if (in_next) {
+    next_.erase(old);
+    next_.push({e.f, existing});
+  } else if (e.status == NodeStatus::Open) {
     frontier_.erase(old);
     frontier_.push({e.f, existing});
   } else if (e.status == NodeStatus::Selected) {
@@ -332,19 +437,21 @@ void Engine::merge_into(NodeId existing, NodeId parent, const Token* step, uint3
     ++stats_.reopened;
     push_open(existing);
   }
+  adopt_pin(existing, kv);
 }
 
 void Engine::update_stop_after_expand() {
-  if (done()) return;
-  if (frontier_.empty() && selected_.empty()) {
-    stop_ = StopReason::Exhausted;
+  if (done_locked()) return;
+  if (frontier_.empty() && selected_.empty() && next_.empty()) {
+    stop(StopReason::Exhausted);
   } else if (selected_.empty() && stats_.expanded >= config_.max_expansions) {
     // Terminals on top of the frontier may still be accepted by select() without expanding.
-    if (frontier_.empty() || !store_[frontier_.best().id].terminal) stop_ = StopReason::MaxExpansions;
+    if (frontier_.empty() || !store_[frontier_.best().id].terminal) stop(StopReason::MaxExpansions);
   }
 }
 
 Status Engine::expand(const ChildBatch& b, std::vector<NodeId>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
   Timer t(&stats_.engine_seconds);
   Status s = validate_batch(b);
   if (!s.is_ok()) return s;
@@ -356,25 +463,31 @@ Status Engine::expand(const ChildBatch& b, std::vector<NodeId>* out) {
     Node& p = store_[parent];
     selected_.erase({p.f, parent});
     p.status = NodeStatus::Expanded;
+    drop_pin(parent);
     ++stats_.expanded;
     for (int64_t c = 0; c < b.child_counts[j]; ++c, ++i) {
-      uint32_t len = static_cast<uint32_t>(b.step_lengths[i]);
+      auto len = static_cast<uint32_t>(b.step_lengths[i]);
+      int64_t kv = b.kv_handles ? b.kv_handles[i] : -1;
       ++stats_.generated;
-      if (done() && stop_ != StopReason::Solutions) {
+      if (done_locked() && stop_ != StopReason::Solutions) {
         ++stats_.dropped_budget;  // a node or token budget already ran out
+        unpin_handle(kv);
       } else {
         (*out)[i] = insert_child(parent, tok, len, b.rewards[i], b.q[i], b.terminal[i] != 0,
-                                 b.keys ? &(*b.keys)[i] : nullptr);
+                                 b.samples ? b.samples[i] : 1, kv, b.keys ? &(*b.keys)[i] : nullptr);
       }
       tok += len;
     }
   }
   enforce_capacity();
+  if (config_.selection == Selection::Beam && !done_locked() && frontier_.empty() && selected_.empty())
+    advance_level();
   update_stop_after_expand();
   return Status::ok();
 }
 
 Status Engine::release(const NodeId* ids, size_t count) {
+  std::lock_guard<std::mutex> lock(mu_);
   Timer t(&stats_.engine_seconds);
   for (size_t i = 0; i < count; ++i) {
     if (!store_.contains(ids[i]) || store_[ids[i]].status != NodeStatus::Selected)
@@ -389,18 +502,128 @@ Status Engine::release(const NodeId* ids, size_t count) {
   return Status::ok();
 }
 
+// ---- readers ------------------------------------------------------------------------------
+
+bool Engine::done() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return done_locked();
+}
+
+StopReason Engine::stop_reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stop_;
+}
+
+std::vector<NodeId> Engine::solutions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return solutions_;
+}
+
+size_t Engine::num_nodes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return store_.size();
+}
+
 EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
   EngineStats s = stats_;
-  s.frontier = static_cast<int64_t>(frontier_.size());
+  s.frontier = static_cast<int64_t>(frontier_.size() + next_.size());
   s.selected = static_cast<int64_t>(selected_.size());
   s.nodes = static_cast<int64_t>(store_.size());
   s.solutions = static_cast<int64_t>(solutions_.size());
+  s.pinned = pinned_;
   return s;
 }
 
+Status Engine::check_id(NodeId id) const {
+  if (store_.contains(id)) return Status::ok();
+  return Status::invalid_argument("node id " + std::to_string(id) + " does not exist (this engine has " +
+                                  std::to_string(store_.size()) + " nodes)");
+}
+
+Status Engine::infos(const NodeId* ids, size_t count, std::vector<NodeInfo>* out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  out->resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    Status s = check_id(ids[i]);
+    if (!s.is_ok()) return s;
+    const Node& n = store_[ids[i]];
+    NodeInfo& o = (*out)[i];
+    o.id = ids[i];
+    o.parent = n.parent;
+    o.depth = n.depth;
+    o.status = n.status;
+    o.terminal = n.terminal;
+    o.reward = n.reward;
+    o.g = n.g;
+    o.h = n.h;
+    o.f = n.f;
+    o.samples = n.samples;
+    o.kv_handle = n.kv_handle;
+    o.state_length = store_.state_length(ids[i]);
+    o.key = n.has_key ? &store_.key(ids[i]) : nullptr;
+  }
+  return Status::ok();
+}
+
+Status Engine::info(NodeId id, NodeInfo* out) const {
+  std::vector<NodeInfo> one;
+  Status s = infos(&id, 1, &one);
+  if (s.is_ok()) *out = one[0];
+  return s;
+}
+
+Status Engine::step_tokens(NodeId id, std::vector<Token>* out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status s = check_id(id);
+  if (!s.is_ok()) return s;
+  const Token* t = store_.step_tokens(id);
+  out->assign(t, t + store_[id].token_count);
+  return s;
+}
+
+Status Engine::path(NodeId id, std::vector<NodeId>* out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Status s = check_id(id);
+  if (s.is_ok()) *out = store_.path(id);
+  return s;
+}
+
+Status Engine::state_tokens(const NodeId* ids, size_t count, std::vector<Token>* tokens,
+                            std::vector<int64_t>* offsets) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < count; ++i) {
+    Status s = check_id(ids[i]);
+    if (!s.is_ok()) return s;
+  }
+  tokens->clear();
+  offsets->assign(1, 0);
+  std::vector<NodeId> chain;
+  for (size_t i = 0; i < count; ++i) {
+    chain.clear();
+    for (NodeId n = ids[i]; n != kNoNode; n = store_[n].parent) chain.push_back(n);
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      const Token* t = store_.step_tokens(*it);
+      tokens->insert(tokens->end(), t, t + store_[*it].token_count);
+    }
+    offsets->push_back(static_cast<int64_t>(tokens->size()));
+  }
+  return Status::ok();
+}
+
 std::vector<NodeId> Engine::frontier_snapshot(size_t limit) const {
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<NodeId> out;
   for (auto it = frontier_.begin(); it != frontier_.end() && out.size() < limit; ++it) out.push_back(it->id);
+  for (auto it = next_.begin(); it != next_.end() && out.size() < limit; ++it) out.push_back(it->id);
+  return out;
+}
+
+std::vector<NodeId> Engine::pinned_nodes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<NodeId> out;
+  for (size_t i = 0; i < store_.size(); ++i)
+    if (store_[static_cast<NodeId>(i)].kv_handle >= 0) out.push_back(static_cast<NodeId>(i));
   return out;
 }
 

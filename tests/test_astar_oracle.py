@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qstar_native import Child, Searcher
+from qstar_native import Step, Searcher
 
 
 @st.composite
@@ -40,7 +40,7 @@ def graph_expander(g: nx.DiGraph, target: int, heuristic: dict[int, float], call
         for node in nodes:
             u = int(node.tokens[-1])
             out.append([
-                Child([v], reward=-g[u][v]["weight"], q=-heuristic[v], terminal=v == target, key=str(v))
+                Step([v], reward=-g[u][v]["weight"], q=-heuristic[v], terminal=v == target, key=str(v))
                 for v in sorted(g.successors(u))
             ])
         return out
@@ -76,12 +76,12 @@ def test_token_states_without_keys_find_the_same_cost(case):
     g, source, target, heuristic = case
     searcher = Searcher(
         lambda nodes: [
-            [Child([v], reward=-g[int(n.tokens[-1])][v]["weight"], q=-heuristic[v], terminal=v == target)
+            [Step([v], reward=-g[int(n.tokens[-1])][v]["weight"], q=-heuristic[v], terminal=v == target)
              for v in sorted(g.successors(int(n.tokens[-1])))]
             for n in nodes
         ],
         aggregate="sum",
-        max_depth=len(g),  # simple paths suffice; bounds the tree on cyclic graphs
+        max_steps=len(g),  # simple paths suffice; bounds the tree on cyclic graphs
     )
     result = searcher.search([source])
     if nx.has_path(g, source, target):

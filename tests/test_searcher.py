@@ -8,7 +8,7 @@ import traceback
 import numpy as np
 import pytest
 
-from qstar_native import Child, Engine, Searcher
+from qstar_native import Engine, Searcher, Step, Steps
 
 
 def counting_problem(target: int, calls: list[list[tuple[int, int]]]):
@@ -20,7 +20,7 @@ def counting_problem(target: int, calls: list[list[tuple[int, int]]]):
         for n in nodes:
             total = int(n.tokens.sum())  # root value + every step so far
             out.append([
-                Child([s], reward=-1.0, q=-abs(target - total - s) / 2, terminal=total + s == target)
+                Step([s], reward=-1.0, q=-abs(target - total - s) / 2, terminal=total + s == target)
                 for s in (1, 2) if total + s <= target
             ])
         return out
@@ -66,7 +66,7 @@ def test_callback_exceptions_propagate_with_type_and_traceback(exc_type):
     def expand(nodes):
         if state["fail"]:
             raise exc_type("inside the callback")
-        return [[Child([1], terminal=True)] for _ in nodes]
+        return [[Step([1], terminal=True)] for _ in nodes]
 
     searcher = Searcher(expand)
     with pytest.raises(exc_type, match="inside the callback") as info:
@@ -77,25 +77,25 @@ def test_callback_exceptions_propagate_with_type_and_traceback(exc_type):
 
 
 def test_callback_returning_wrong_count_or_bad_children():
-    with pytest.raises(ValueError, match="returned 0 child lists for 1 nodes"):
+    with pytest.raises(ValueError, match="returned steps for 0 nodes for 1 nodes"):
         Searcher(lambda nodes: []).search([0])
     with pytest.raises(ValueError, match="returned None"):
         Searcher(lambda nodes: None).search([0])
     with pytest.raises(ValueError, match="problem 0: child 0 has a non-finite q"):
-        Searcher(lambda nodes: [[Child([1], q=float("nan"))] for _ in nodes]).search([0])
+        Searcher(lambda nodes: [[Step([1], q=float("nan"))] for _ in nodes]).search([0])
 
 
 def test_bad_searcher_arguments():
     with pytest.raises(TypeError, match="expand must be callable"):
         Searcher(42)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
         Searcher(lambda n: [], batch_size=0)
     with pytest.raises(ValueError, match="aggregate must be one of"):
         Searcher(lambda n: [], aggregate="avg")
 
 
 def test_budget_exhausted_returns_partial_result():
-    searcher = Searcher(lambda nodes: [[Child([1], q=1.0), Child([2])] for _ in nodes], max_expansions=5)
+    searcher = Searcher(lambda nodes: [[Step([1], q=1.0), Step([2])] for _ in nodes], max_expansions=5)
     result = searcher.search([0])
     assert result.best is None and result.stop_reason == "max_expansions"
     assert result.stats.expanded == 5
@@ -109,11 +109,11 @@ def drive(seed: int, width: int, depth: int) -> tuple[list[int], float]:
     while not eng.done:
         for n in eng.select(8):
             d = eng.node(int(n)).depth
-            eng.expand_flat(
-                np.array([n]), np.array([width]), rng.integers(0, 50_000, width * 3).astype(np.int32),
+            eng.expand_steps(np.array([n]), Steps(
+                [width], rng.integers(0, 50_000, width * 3).astype(np.int32), np.full(width, 3),
                 # q grows with depth so the search dives instead of sweeping the exponential tree
-                np.full(width, 3), -rng.random(width), d + 1 + rng.random(width), np.full(width, d + 1 >= depth),
-            )
+                terminal=np.full(width, d + 1 >= depth), reward=-rng.random(width), q=d + 1 + rng.random(width),
+            ))
     return eng.solutions, eng.stats().nodes
 
 
@@ -135,3 +135,38 @@ def test_independent_engines_run_in_parallel_threads():
         t.join()
     assert not errors
     assert [results[s] for s in range(4)] == expected
+
+
+def test_one_engine_shared_by_four_threads_is_serialized_not_corrupted():
+    """Four workers select and expand on one engine at once (the GIL is released in C++): every
+    node is handed out once, expanded once, and the tree is the one a single worker builds."""
+    def run(threads: int) -> tuple[int, int, list[list[int]]]:
+        eng = Engine(aggregate="sum", num_solutions=None, max_nodes=20_000)
+        eng.add_root([0])
+        handed: list[int] = []
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                while not eng.done:
+                    for n in eng.select(2):
+                        handed.append(int(n))
+                        d = eng.node(int(n)).depth
+                        eng.expand_steps(np.array([n]), Steps(
+                            [3], np.array([10 * d + i for i in range(3)], np.int32), np.ones(3, np.int64),
+                            terminal=np.full(3, d + 1 >= 6), reward=-np.ones(3), q=np.zeros(3)))
+            except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+                errors.append(e)
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        assert not errors, errors
+        s = eng.stats()
+        assert len(handed) == len(set(handed)) == s.expanded
+        assert s.selected == 0 and eng.done
+        return s.nodes, s.expanded, sorted(eng.state_tokens(i).tolist() for i in eng.solutions)
+
+    assert run(4) == run(1)

@@ -5,7 +5,7 @@ The engine, Searcher and prefix cache import only numpy. The model-facing parts 
 first use. ``qstar_native.load_default().solve(question)`` runs Q* with the embedded policy and QVM.
 
 >>> import qstar_native
->>> searcher = qstar_native.Searcher(lambda nodes: [[] for _ in nodes])
+>>> searcher = qstar_native.Searcher(lambda batch: [[] for _ in batch])
 >>> searcher.search([1, 2, 3]).stop_reason
 'exhausted'
 
@@ -17,15 +17,17 @@ prefix sharing), ``value`` (Q-value models and scorers), ``labels`` (Q-value lab
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .engine import Engine, as_tokens
+from .batch import Batch, Node, Steps
+from .config import SearchConfig
+from .engine import Engine
 from .prefix_cache import CacheFullError, CacheStats, PrefixCache, PrefixMatch
-from .searcher import ExpandFn, Searcher
-from .types import Child, Node, NodeRecord, SearchResult, Solution, Stats
+from .scheduler import Expand, Scheduler, Search
+from .searcher import Searcher
+from .types import SearchResult, Solution, Stats, Step, as_tokens
 
 # name -> module that defines it; imported on first attribute access (PEP 562).
 _LAZY = {
     "HFPolicy": ".policy",
-    "Candidate": ".policy",
     "QValueModel": ".value",
     "compose": ".value",
     "evaluate": ".evaluation",
@@ -38,7 +40,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .evaluation import EvalReport, compare, evaluate
-    from .policy import Candidate, HFPolicy
+    from .policy import HFPolicy
     from .pretrained import Solver, load_default, load_policy
     from .value import QValueModel, compose
 
@@ -52,24 +54,27 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Batch",
     "CacheFullError",
     "CacheStats",
-    "Candidate",
-    "Child",
     "Engine",
     "EvalReport",
-    "ExpandFn",
+    "Expand",
     "HFPolicy",
     "Node",
-    "NodeRecord",
     "PrefixCache",
     "PrefixMatch",
     "QValueModel",
+    "Scheduler",
+    "Search",
+    "SearchConfig",
     "SearchResult",
     "Searcher",
     "Solution",
     "Solver",
     "Stats",
+    "Step",
+    "Steps",
     "as_tokens",
     "compare",
     "compose",

@@ -14,7 +14,7 @@ owns no tensors: it only says which slots hold which prefix. One forward over a 
 ``match`` does not pin: without the ``pin`` first, ``allocate`` may evict the matched blocks.
 Only whole blocks are cached, so at most ``block_size - 1`` trailing tokens are recomputed.
 Block ids and eviction order are deterministic (lowest free block first; LRU by a logical clock,
-ties by block id). One cache is not thread-safe.
+ties by block id). Every call locks the cache, so engines in several threads may share one.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from .engine import as_tokens
-from .types import Tokens
+from .types import Tokens, as_tokens
 
 
 class CacheFullError(MemoryError):
@@ -143,6 +142,26 @@ class PrefixCache:
     def unpin(self, handle: int) -> None:
         """Releases a :meth:`pin`. An unknown or already released handle raises ValueError."""
         self._core.unpin(_as_int(handle, "handle"))
+
+    @property
+    def num_pins(self) -> int:
+        """Pins held (by engines for their live nodes, and by a policy during a batch)."""
+        return int(self._core.num_pins)
+
+    def has_pin(self, handle: int) -> bool:
+        return bool(self._core.has_pin(_as_int(handle, "handle")))
+
+    def grow(self, num_blocks: int) -> None:
+        """Adds free blocks up to ``num_blocks`` (grow the KV pool first); never shrinks."""
+        self._core.grow(_as_int(num_blocks, "num_blocks"))
+
+    def pin_blocks(self, handle: int) -> np.ndarray:
+        """int32 block ids on the path a pin locks, root first."""
+        return self._core.pin_blocks(_as_int(handle, "handle"))
+
+    def pinned_block_ids(self) -> np.ndarray:
+        """Every block on a locked path, ascending."""
+        return self._core.pinned_block_ids()
 
     def stats(self) -> CacheStats:
         return CacheStats(**self._core.stats())

@@ -1,0 +1,261 @@
+"""Continuous batching of searches: many problems in flight, one model call per round.
+
+A *job* is a generator that yields :class:`Search` requests (one, or a list to run side by side)
+and receives their :class:`~qstar_native.types.SearchResult` (or the list of them); what it
+returns is the job's result. Every method (greedy, best-of-N, beam, Q*, labelling rollouts) is a
+job, so they all share this loop::
+
+    def job():
+        result = yield Search(root, config, seed=7)
+        return result.best
+
+The scheduler keeps up to ``concurrency`` searches live. Each round every live search selects
+its nodes, the nodes of all of them go to ``expand`` as one :class:`~qstar_native.batch.Batch`,
+and each engine takes back its slice of the returned :class:`~qstar_native.batch.Steps`. A
+finished search goes back to its job at once and the next request is admitted in the same
+round, so the batch stays full and no straggler holds the others.
+
+Usage is per search, from what the policy reports per node (``Steps.generated`` /
+``Steps.forwarded``), never a difference of global counters: results do not depend on which
+other searches shared a batch.
+
+Errors: an exception in ``expand`` (KeyboardInterrupt included) or bad steps propagate
+unchanged after the live engines are dropped (their KV pins go with them) and pins of steps no
+engine took are released; the scheduler can be used again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Generator, Iterable, Iterator, Sequence, Union
+
+import numpy as np
+
+from .batch import Batch, Steps
+from .config import SearchConfig
+from .engine import Engine
+from .prefix_cache import PrefixCache
+from .types import SearchResult, Solution, Stats, Step, TokenArray, Tokens, as_tokens
+
+__all__ = ["Expand", "Job", "Scheduler", "Search", "result_of"]
+
+Expand = Callable[[Batch], Union[Steps, Sequence[Sequence[Step]]]]
+"""Takes a batch of nodes, returns their proposed and scored steps: a :class:`Steps`, or one
+list of :class:`~qstar_native.types.Step` per node (possibly empty)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Search:
+    """One search to run: from ``root`` (the prompt's tokens) with ``config``; ``seed`` makes
+    its samples reproducible (a node's samples depend only on (seed, its state))."""
+
+    root: TokenArray
+    config: SearchConfig
+    seed: int = 0
+    key: bytes | None = None
+    keep_tree: bool = False
+    h: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", as_tokens(self.root, "root"))
+        if not isinstance(self.config, SearchConfig):
+            raise TypeError(f"config must be a SearchConfig, got {type(self.config).__name__}")
+
+
+Job = Generator[Union[Search, list[Search]], Union[SearchResult, list[SearchResult]], Any]
+
+
+@dataclass(eq=False)
+class _Live:
+    """A running search and where its result goes."""
+
+    request: Search
+    engine: Engine
+    job: int
+    slot: int
+    start: float
+    calls: int = 0
+    generated: int = 0
+    forwarded: int = 0
+
+
+@dataclass(eq=False)
+class _JobState:
+    gen: Job
+    results: list[Any] = field(default_factory=list)
+    waiting: int = 0
+    many: bool = False
+
+
+class Scheduler:
+    """Runs jobs with at most ``concurrency`` searches in flight (see the module docstring).
+
+    Args:
+        expand: the batch callback (a policy's ``as_expand(...)``, or any :data:`Expand`).
+        cache: the prefix cache the policy keeps KV in, linked to every engine so nodes pin
+            their KV while live (default: ``expand.cache`` when it has one).
+        concurrency: searches in flight at once.
+    """
+
+    def __init__(self, expand: Expand, *, cache: PrefixCache | None = None, concurrency: int = 16) -> None:
+        if not callable(expand):
+            raise TypeError(f"expand must be callable (batch -> steps), got {type(expand).__name__}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive int (searches in flight), got {concurrency!r}")
+        self.expand = expand
+        self.cache = cache if cache is not None else getattr(expand, "cache", None)
+        self.concurrency = concurrency
+        self.rounds = 0
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[int, Any]]:
+        """Yields ``(job index, job result)`` as each job finishes. Jobs are started lazily, in
+        order, as capacity frees up."""
+        source = iter(enumerate(jobs))
+        states: dict[int, _JobState] = {}
+        queue: deque[tuple[int, int, Search]] = deque()
+        live: list[_Live] = []
+        finished: list[tuple[int, Any]] = []
+        exhausted = False
+
+        def advance(j: int, value: Any) -> None:
+            st = states[j]
+            try:
+                req = st.gen.send(value)
+            except StopIteration as stop:
+                del states[j]
+                finished.append((j, stop.value))
+                return
+            reqs = req if isinstance(req, list) else [req]
+            if not reqs or not all(isinstance(r, Search) for r in reqs):
+                raise TypeError(f"job {j} yielded {type(req).__name__}; a job yields a Search or a non-empty list of them")
+            st.many, st.results, st.waiting = isinstance(req, list), [None] * len(reqs), len(reqs)
+            queue.extend((j, i, r) for i, r in enumerate(reqs))
+
+        def admit() -> None:
+            nonlocal exhausted
+            while len(live) < self.concurrency:
+                if queue:
+                    j, slot, req = queue.popleft()
+                    eng = Engine(req.config, cache=self.cache)
+                    eng.add_root(req.root, h=req.h, key=req.key)
+                    live.append(_Live(req, eng, j, slot, time.perf_counter()))
+                elif not exhausted:
+                    try:
+                        j, gen = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        continue
+                    states[j] = _JobState(gen)
+                    advance(j, None)
+                else:
+                    return
+
+        def complete(s: _Live) -> None:
+            st = states[s.job]
+            st.results[s.slot] = result_of(s.engine, s.request, calls=s.calls, generated=s.generated, forwarded=s.forwarded,
+                                           wall=time.perf_counter() - s.start)  # fmt: skip
+            st.waiting -= 1
+            if st.waiting == 0:
+                advance(s.job, st.results if st.many else st.results[0])
+
+        try:
+            while True:
+                admit()  # returns with live searches, or with every job started and no request queued
+                while finished:
+                    yield finished.pop(0)
+                if not live:
+                    return
+                if not self._round(live):
+                    raise RuntimeError("no live search selected a node; this is a bug in the engine")  # pragma: no cover
+                for s in [s for s in live if s.engine.done]:
+                    live.remove(s)
+                    complete(s)
+        finally:
+            for st in states.values():
+                st.gen.close()
+            live.clear()  # dropping the engines releases their KV pins
+
+    def _round(self, live: list[_Live]) -> bool:
+        """One round: select in every live search, one expand call, expand every engine.
+        False when no search had a node to expand (all are done)."""
+        parts: list[tuple[_Live, np.ndarray]] = []
+        for s in live:
+            ids = s.engine.select()
+            if len(ids):
+                parts.append((s, ids))
+        if not parts:
+            return any(s.engine.done for s in live)
+        self.rounds += 1
+        engines = [s.engine for s, _ in parts]
+        sizes = [len(ids) for _, ids in parts]
+        problem = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
+        node = np.concatenate([ids for _, ids in parts])
+        k = np.concatenate([_k(s.engine, ids) for s, ids in parts])
+        temperature = np.repeat(np.array([s.request.config.temperature for s, _ in parts], dtype=np.float64), sizes)
+        seed = np.repeat(np.array([s.request.seed for s, _ in parts], dtype=np.int64), sizes)
+        batch = Batch(engines, problem, node, k=k, temperature=temperature, seed=seed)
+        steps: Steps | None = None
+        taken = 0  # problems whose engine took its steps
+        try:
+            out = self.expand(batch)
+            if out is None or len(out if not isinstance(out, Steps) else out.num_children) != len(batch):
+                got = "None" if out is None else f"steps for {len(out.num_children) if isinstance(out, Steps) else len(out)} nodes"
+                raise ValueError(f"expand returned {got} for {len(batch)} nodes; return one group of steps (possibly empty) per node")
+            steps = Steps.from_lists(out)
+            a = 0
+            for (s, ids), n in zip(parts, sizes):
+                sub = steps.nodes(a, a + n)
+                try:
+                    s.engine.expand_steps(ids, sub)
+                except (TypeError, ValueError) as err:
+                    raise type(err)(f"expand callback returned bad steps for problem {problem[a]}: {err}") from err
+                s.calls += 1
+                s.generated += int(sub.generated.sum())
+                s.forwarded += int(sub.forwarded.sum())
+                taken += 1
+                a += n
+        except BaseException:
+            for s, ids in parts[taken:]:
+                s.engine.release(ids)
+            if steps is not None and steps.kv_handles is not None and self.cache is not None:
+                first = int(sum(sizes[:taken]))
+                for h in steps.nodes(first, len(batch)).kv_handles:
+                    if h >= 0 and self.cache.has_pin(int(h)):
+                        self.cache.unpin(int(h))
+            raise
+        return True
+
+
+def _k(engine: Engine, ids: np.ndarray) -> np.ndarray:
+    cfg = engine.config
+    if not cfg.rollouts:
+        return np.full(len(ids), cfg.k, dtype=np.int64)
+    samples = engine._core.infos(ids)["samples"]
+    return np.where(ids == 0, cfg.k, samples).astype(np.int64)  # the root draws k; a child as many as drew it
+
+
+def result_of(engine: Engine, request: Search, *, calls: int = 0, generated: int = 0, forwarded: int = 0, wall: float = 0.0) -> SearchResult:
+    """The :class:`SearchResult` of a finished (or stopped) engine: its solutions best first."""
+    ids = engine.solutions
+    solutions = []
+    if ids:
+        cols = engine._core.infos(np.asarray(ids, np.int64))
+        for rank, i in sorted(enumerate(ids), key=lambda t: (-cols["f"][t[0]], t[0])):
+            path = engine.path(i)[1:]
+            recs = engine._core.infos(np.asarray(path, np.int64))
+            solutions.append(Solution(i, [engine.step_tokens(n) for n in path], recs["reward"].tolist(), recs["h"].tolist(),
+                                      float(cols["f"][rank]), float(cols["g"][rank]), float(cols["h"][rank])))  # fmt: skip
+    stats = replace(engine.stats(), callback_calls=calls, generated_tokens=generated, forwarded_tokens=forwarded)
+    tree = engine.nodes() if request.keep_tree else None
+    return SearchResult(solutions, stats, engine.stop_reason, wall, tree, engine)
+
+
+def single(search: Search) -> Job:
+    """The job of one search: returns its result."""
+    return (yield search)
+
+
+def as_search(root: Tokens, config: SearchConfig, **kw: Any) -> Search:
+    return Search(as_tokens(root, "root"), config, **kw)
