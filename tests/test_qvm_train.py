@@ -1,6 +1,6 @@
 """Training a QValueModel: synthetic features with known labels, determinism, the question split,
 early stopping and checkpoints, the rank AUC against brute force, bad input, and end to end on a
-tiny Llama with labels from best_of_rollouts."""
+tiny Llama with labels from best_of_rollouts (sibling groups and ranking: test_qvm_ranking.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from qstar_native.labels import LabelRow, best_of_rollouts, fitted_q_iteration, sample_trajectories, state_actions
 from qstar_native.value import QValueModel, TrainConfig, TrainData, fit_fn, rank_auc, split_by_question, train_qvm
+from qstar_native.value.metrics import sibling_pair_count
+from qstar_native.value.ranking import state_id
 from scripted_mdp import SMALL_OUTCOMES, SMALL_TREE, ScriptedPolicy, ScriptedTask
 
 H, N_Q, PER_Q = 8, 40, 8
@@ -82,6 +84,9 @@ def test_learns_known_function_and_beats_untrained(loss, out_act):
     else:  # a linear q fits a sigmoid only roughly
         assert report.best_val_loss < 0.02
     assert report.n_train + report.n_val == len(data) and report.n_val == PER_Q * report.n_val_questions == 80
+    # no state ids: no sibling metrics; the question-mean oracle needs none
+    assert math.isnan(report.val_sibling_auc) and report.n_val_sibling_pairs == 0 and report.val_positive_q_by_depth == []
+    assert 0.5 < report.val_question_mean_auc < 1 and report.to_dict()["val_pooled_auc"] == report.val_auc
 
 
 def test_same_seed_same_weights_other_split_seed_other_split():
@@ -205,6 +210,24 @@ def test_end_to_end_tiny_llama_checkpoint_round_trip(tmp_path, train_backbone):
     assert all(np.array_equal(a, b) for a, b in zip(again.seqs, seqs))
     with pytest.raises(ValueError, match=r"rows\[0\] .* does not label items\[0\]"):
         TrainData.from_items(items, rows[1:] + rows[:1])
+
+
+def test_from_items_and_rows_group_siblings_and_ranking_trains_the_backbone():
+    items, rows = labelled()
+    data = TrainData.from_items(items, rows)
+    assert data.depths == tuple(len(r.steps) for r in rows)
+    key = [(r.question_id, r.steps) for r in rows]  # same state id exactly when question and previous steps agree
+    assert all((data.state_ids[i] == data.state_ids[j]) == (key[i] == key[j]) for i in range(len(rows)) for j in range(len(rows)))
+    assert data.state_ids[0] == state_id(rows[0].question_id, rows[0].steps)
+    tok = ScriptedPolicy(TREE).token_of
+    again = TrainData.from_rows(rows, encode=lambda s: [0] + [tok[c] for c in s], question_text=lambda qid: "")
+    assert again.state_ids == data.state_ids and again.depths == data.depths
+    assert sibling_pair_count(data.labels, data.state_ids) > 0  # the scripted tree has mixed states
+    cfg = TrainConfig(loss="bce", rank_loss="pairwise", lr=0.02, batch_size=8, max_epochs=2, val_fraction=0.25, train_backbone=True)
+    report = train_qvm(QValueModel(backbone=tiny_lm(), head="mlp", mlp_width=8, out_act="sigmoid"), data, cfg, progress=False)
+    val = [i for i, r in enumerate(rows) if r.question_id in set(report.val_questions)]
+    assert report.n_val_sibling_pairs == sibling_pair_count(data.labels[val], [data.state_ids[i] for i in val])
+    assert report.epochs_run == 2 and all(math.isfinite(v) for v in report.train_losses)
 
 
 def test_fit_fn_drives_fitted_q_iteration():
