@@ -236,6 +236,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("num_pins", &PrefixCache::num_pins)
       .def(
           "grow", [](PrefixCache& c, int64_t n) { nogil([&] { return c.grow(n); }); }, py::arg("num_blocks"))
+      .def("clear", [](PrefixCache& c) { nogil([&] { return c.clear(); }); })
       .def(
           "pin_blocks",
           [](const PrefixCache& c, int64_t handle) {

@@ -429,6 +429,27 @@ Status PrefixCache::grow(int64_t new_num_blocks) {
   return Status::ok();
 }
 
+Status PrefixCache::clear() {
+  std::lock_guard<std::mutex> guard(mu_);
+  if (!pins_.empty() || owned_blocks_ > 0)
+    return Status::invalid_state("cannot clear the prefix cache: " + str(static_cast<int64_t>(pins_.size())) +
+                                 " pins and " + str(owned_blocks_) + " caller-owned blocks are live; finish or drop "
+                                 "the searches using it first");
+  std::fill(state_.begin(), state_.end(), BlockState::Free);
+  std::fill(owner_.begin(), owner_.end(), -1);
+  free_.resize(static_cast<size_t>(num_blocks_));
+  for (int64_t b = 0; b < num_blocks_; ++b) free_[static_cast<size_t>(b)] = static_cast<int32_t>(b);
+  nodes_.assign(1, RadixNode());
+  dead_nodes_.clear();
+  evictable_.clear();
+  cached_blocks_ = pinned_blocks_ = 0;
+  clock_ = 0;
+  counters_ = PrefixCacheStats();
+  counters_.num_blocks = num_blocks_;
+  counters_.block_size = block_size_;
+  return Status::ok();
+}
+
 Status PrefixCache::pin_blocks(int64_t handle, std::vector<int32_t>* blocks) const {
   std::lock_guard<std::mutex> guard(mu_);
   auto it = pins_.find(handle);

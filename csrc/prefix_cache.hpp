@@ -84,6 +84,9 @@ class PrefixCache {
   int64_t num_pins() const;
   // Adds free blocks up to new_num_blocks (never shrinks).
   Status grow(int64_t new_num_blocks);
+  // Forgets every cached prefix (all blocks free, counters zero). InvalidState while pins or
+  // caller-owned blocks exist.
+  Status clear();
 
   PrefixCacheStats stats() const;
   // Block ids on the path a pin locks, root first; and every block on a locked path, ascending.

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from policy_tiny import FAMILIES, char_tokenizer, full_logits, step_logprob, tiny_model
-from qstar_native.policy import HFPolicy, stack_hidden
+from qstar_native.policy.hf import HFPolicy
 
 ATOL = 1e-4
 TOK = char_tokenizer()
@@ -76,27 +76,30 @@ def test_candidate_logprobs_match_full_forward(model, temperature):
     one built on the written-back children."""
     policy = HFPolicy(model, TOK, num_candidates=5, temperature=temperature, max_step_tokens=6, kv_blocks=512, seed=3)
     roots = [enc("Q: 3+4?\n"), enc("Q: two plus two equals what?\n")]
-    cands = policy.propose(roots)
-    assert sum(c.count for c in cands[0]) == 5 and sum(c.count for c in cands[1]) == 5
+    steps = policy.propose(roots)
     children = []
-    for root, cs in zip(roots, cands):
+    for j, root in enumerate(roots):
+        cs = steps.of_node(j)
+        assert sum(c.count for c in cs) == 5
         assert len({c.tokens.tobytes() for c in cs}) == len(cs)  # deduplicated
         for c in cs:
             assert c.logprob == pytest.approx(step_logprob(model, root, c.tokens), abs=ATOL)
             children.append(np.concatenate([root, c.tokens]))
-    before = policy.tokens_forwarded
-    cands2 = policy.propose(children[:3])
-    assert policy.prefill_tokens - (before - policy.decode_tokens) >= 0
-    for state, cs in zip(children[:3], cands2):
-        for c in cs:
+    steps2 = policy.propose(children[:3])
+    for j, state in enumerate(children[:3]):
+        for c in steps2.of_node(j):
             assert c.logprob == pytest.approx(step_logprob(model, state, c.tokens), abs=ATOL)
+    for h in steps.kv_handles.tolist() + steps2.kv_handles.tolist():  # nobody took them over: give them back
+        policy.cache.unpin(h)
 
 
 def test_greedy_step_equals_generate(model):
     policy = HFPolicy(model, TOK, num_candidates=3, temperature=0.0, max_step_tokens=12, kv_blocks=512)
     prompts = [enc("Solve: 7*6=?\n"), enc("Hi\n"), enc("A longer prompt with more characters\n")]
     policy.forward_logits([prompts[0][:5]])  # a partially cached prompt in the batch
-    for prompt, cs in zip(prompts, policy.propose(prompts)):
+    steps = policy.propose(prompts)
+    for j, prompt in enumerate(prompts):
+        cs = steps.of_node(j)
         assert len(cs) == 1 and cs[0].count == 3
         ids = torch.as_tensor(prompt, dtype=torch.long)[None]
         gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
@@ -106,16 +109,18 @@ def test_greedy_step_equals_generate(model):
 
 
 def test_hidden_state_is_final_normed_state_of_last_token(model):
-    policy = HFPolicy(model, TOK, num_candidates=3, temperature=1.0, max_step_tokens=5, kv_blocks=512, return_hidden=True)
+    """The hidden state the decode hands out with each step is the model's own final (normed)
+    hidden state at the step's last token: a Q-value head needs no second forward."""
+    policy = HFPolicy(model, TOK, num_candidates=3, temperature=1.0, max_step_tokens=5, kv_blocks=512)
     root = enc("Hidden?\n")
-    cs = policy.propose([root])[0]
-    hidden = stack_hidden(cs)
-    for c, h in zip(cs, hidden):
+    steps = policy.propose([root])
+    assert steps.hidden.shape == (len(steps), model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd)
+    for c, h in zip(steps.of_node(0), steps.hidden):
         seq = torch.as_tensor(np.concatenate([root, c.tokens]), dtype=torch.long)[None]
         with torch.inference_mode():
             want = model(seq, output_hidden_states=True).hidden_states[-1][0, -1]
         torch.testing.assert_close(h, want, atol=ATOL, rtol=0)
-    # the fed last token was written back: expanding a child recomputes only one token
+    # the fed last token was written back: expanding a child recomputes only its last token
     before = policy.prefill_tokens
-    policy.propose([np.concatenate([root, cs[0].tokens])])
+    policy.propose([np.concatenate([root, steps.of_node(0)[0].tokens])])
     assert policy.prefill_tokens - before == 1

@@ -155,6 +155,10 @@ class PrefixCache:
         """Adds free blocks up to ``num_blocks`` (grow the KV pool first); never shrinks."""
         self._core.grow(_as_int(num_blocks, "num_blocks"))
 
+    def clear(self) -> None:
+        """Forgets every cached prefix (RuntimeError while pins or allocated blocks are live)."""
+        self._core.clear()
+
     def pin_blocks(self, handle: int) -> np.ndarray:
         """int32 block ids on the path a pin locks, root first."""
         return self._core.pin_blocks(_as_int(handle, "handle"))

@@ -37,7 +37,7 @@ from .batch import Batch, Steps
 from .config import SearchConfig
 from .engine import Engine
 from .prefix_cache import PrefixCache
-from .types import SearchResult, Solution, Stats, Step, TokenArray, Tokens, as_tokens
+from .types import SearchResult, Solution, Step, TokenArray, Tokens, as_tokens
 
 __all__ = ["Expand", "Job", "Scheduler", "Search", "result_of"]
 
@@ -237,19 +237,37 @@ def _k(engine: Engine, ids: np.ndarray) -> np.ndarray:
 
 
 def result_of(engine: Engine, request: Search, *, calls: int = 0, generated: int = 0, forwarded: int = 0, wall: float = 0.0) -> SearchResult:
-    """The :class:`SearchResult` of a finished (or stopped) engine: its solutions best first."""
-    ids = engine.solutions
-    solutions = []
-    if ids:
-        cols = engine._core.infos(np.asarray(ids, np.int64))
-        for rank, i in sorted(enumerate(ids), key=lambda t: (-cols["f"][t[0]], t[0])):
-            path = engine.path(i)[1:]
-            recs = engine._core.infos(np.asarray(path, np.int64))
-            solutions.append(Solution(i, [engine.step_tokens(n) for n in path], recs["reward"].tolist(), recs["h"].tolist(),
-                                      float(cols["f"][rank]), float(cols["g"][rank]), float(cols["h"][rank])))  # fmt: skip
+    """The :class:`SearchResult` of a finished (or stopped) engine: its solutions best first
+    (built on access: a search may accept many)."""
     stats = replace(engine.stats(), callback_calls=calls, generated_tokens=generated, forwarded_tokens=forwarded)
     tree = engine.nodes() if request.keep_tree else None
-    return SearchResult(solutions, stats, engine.stop_reason, wall, tree, engine)
+    return SearchResult(Solutions(engine), stats, engine.stop_reason, wall, tree, engine)
+
+
+class Solutions(Sequence[Solution]):
+    """An engine's accepted solutions, best first (f descending, then acceptance order); each
+    :class:`~qstar_native.types.Solution` is read from the engine when indexed."""
+
+    def __init__(self, engine: Engine) -> None:
+        ids = np.asarray(engine.solutions, np.int64)
+        f = engine._core.infos(ids)["f"] if len(ids) else np.zeros(0)
+        self._engine, self._ids = engine, ids[np.lexsort((np.arange(len(ids)), -f))]
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        node = int(self._ids[i])
+        eng = self._engine
+        path = np.asarray(eng.path(node)[1:], np.int64)
+        recs = eng._core.infos(path)
+        return Solution(node, [eng.step_tokens(int(n)) for n in path], recs["reward"].tolist(), recs["h"].tolist(),
+                        float(recs["f"][-1]), float(recs["g"][-1]), float(recs["h"][-1]))  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"Solutions({len(self)} best first: node ids {self._ids[:8].tolist()}{'...' if len(self) > 8 else ''})"
 
 
 def single(search: Search) -> Job:

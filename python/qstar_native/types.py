@@ -128,7 +128,7 @@ class SearchResult:
     """What a search returns: solutions best first (by f, then acceptance order), stats, why it
     stopped. ``tree`` holds every node by id when the search kept it (``keep_tree=True``)."""
 
-    solutions: list[Solution]
+    solutions: Sequence[Solution]
     stats: Stats
     stop_reason: StopReason
     wall_seconds: float

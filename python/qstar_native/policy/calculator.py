@@ -1,37 +1,44 @@
-"""Calculator: a StepPolicy wrapper that writes the exact result into every ``<<expr=value>>``.
+"""A decode-time calculator for GSM8K's ``<<expr=value>>`` annotations.
 
-GSM8K solutions carry calculator annotations; the original GSM8K models ran a calculator at
-decode time. This wrapper does it per step: in each proposed step, ``value`` (and the same number
-written right after ``>>``) is replaced by the exact value of ``expr``, and the step re-encoded.
-Errors of arithmetic disappear; errors of reasoning (wrong operands, wrong operation) remain, and
-those are what search then has to fix. It is a setting to report beside the plain policy, not a
-replacement: it hides the arithmetic errors search would otherwise have to catch.
+GSM8K solutions carry calculator annotations, and the models trained on them ran a calculator at
+decode time (Cobbe et al. 2021): when the model has written ``<<expr=``, the calculator takes
+over, writes the exact value and ``>>``, and the model continues from there. This does the same
+inside the policy's decode loop: the value's tokens are fed like sampled ones, so they are
+computed once, share the KV cache, and the hidden state at a step's last token belongs to the
+step as written (a Q-value head can read it). Arithmetic errors disappear; errors of reasoning
+(wrong operands, wrong operation) remain, and those are what search has to fix. It is a setting
+to report beside the plain policy, not a replacement.
 
 Example:
-    >>> fill_results("So 3*4 = <<3*4=13>>13 boxes and <<13+1=15>>15.")
-    'So 3*4 = <<3*4=12>>12 boxes and <<12+1=13>>13.'
+    >>> calc = Calculator(encode=lambda text: [ord(c) for c in text])
+    >>> bytes(calc.force("So 3*4 = <<3*4=")).decode()
+    '12>>'
+    >>> calc.force("So 3*4 = <<3*4"), calc.force("<<2/0=")
+    (None, None)
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from fractions import Fraction
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
-from ..protocols import Step
+import numpy as np
+
 from ..tasks.safe_eval import SafeEvalError, safe_eval
-from ..types import TokenArray
-from .step_policy import PolicyWrapper
 
-__all__ = ["Calculator", "fill_results"]
+__all__ = ["Calculator", "format_number"]
 
-_ANNOT = re.compile(r"<<([^<>]*?)=([^<>=]*)>>(\d[\d,]*(?:\.\d+)?)?")
+_OPEN_EXPR = re.compile(r"<<([^<>=]*)=$")
 
 
-def _format(x: Fraction | int) -> str:
+def format_number(x: Fraction | int) -> str:
     """An integer as is; else 2 decimals, more when 2 would be off by over 0.5%, never fewer than
-    one (the annotation check reads the written decimals as the precision claimed)."""
+    one (the annotation check reads the written decimals as the precision claimed).
+
+    >>> format_number(Fraction(7, 2)), format_number(Fraction(1, 3)), format_number(Fraction(1, 3000))
+    ('3.5', '0.33', '0.00033')
+    """
     x = Fraction(x)
     if x.denominator == 1:
         return str(x.numerator)
@@ -44,57 +51,37 @@ def _format(x: Fraction | int) -> str:
     return s + "0" if s.endswith(".") else s
 
 
-def fill_results(text: str) -> str:
-    """``text`` with each annotation's value, and the number written right after it, set to the
-    exact value of its expression, left to right; a corrected value also replaces the old one in
-    the rest of the step, so ``<<3*4=13>>13 ... <<13+1=14>>`` becomes ``... <<12+1=13>>``.
-    Expressions that do not evaluate are left as written."""
-    done, rest = "", text
-    while (m := _ANNOT.search(rest)) is not None:
-        expr, old, after = m[1], m[2].strip(), m[3]
-        try:
-            got = safe_eval(expr.replace(",", ""))
-        except (SafeEvalError, ZeroDivisionError, ValueError, TypeError):
-            got = None
-        if not isinstance(got, (int, Fraction)):
-            done, rest = done + rest[: m.end()], rest[m.end() :]
-            continue
-        new = _format(got)
-        if after is not None and after.replace(",", "") == old.replace(",", ""):
-            after = new
-        done += rest[: m.start()] + f"<<{expr}={new}>>" + (after or "")
-        rest = rest[m.end() :]
-        if old and old != new:
-            rest = re.sub(rf"(?<![\d.]){re.escape(old)}(?![\d.])", new, rest)
-    return done + rest
-
-
-class Calculator(PolicyWrapper):
-    """Wraps a StepPolicy: proposed steps get exact ``<<expr=value>>`` results (:func:`fill_results`).
+class Calculator:
+    """Writes ``value>>`` right after a generated ``<<expr=`` (see the module docstring).
 
     Args:
-        policy: the StepPolicy (e.g. an :class:`HFStepPolicy`).
-        encode: the tokenizer's ``text -> ids`` (no special tokens), to re-encode changed steps.
-        eos_token_id: appended to a changed step that ended with it.
+        encode: the tokenizer's text -> ids (no special tokens), for the value's tokens.
     """
 
-    def __init__(self, policy: Any, encode: Callable[[str], Sequence[int]], eos_token_id: int | None) -> None:
-        self.policy, self.encode, self.eos = policy, encode, eos_token_id
+    def __init__(self, encode: Callable[[str], Sequence[int]]) -> None:
+        if not callable(encode):
+            raise TypeError("encode must be callable: text -> token ids (e.g. the tokenizer's)")
+        self.encode = encode
 
-    def propose(self, states: Sequence[TokenArray], k: Any, *, temperature: float, seed: int) -> list[list[Any]]:
-        out = []
-        for steps in self.policy.propose(states, k, temperature=temperature, seed=seed):
-            merged: dict[str, Any] = {}
-            for s in steps:
-                text = fill_results(s.text)
-                if text != s.text:
-                    ids = list(self.encode(text))
-                    if self.eos is not None and len(s.tokens) and int(s.tokens[-1]) == self.eos:
-                        ids.append(self.eos)
-                    s = Step(ids, text, s.logprob, bool(s.terminal), int(getattr(s, "count", 1)))
-                if text in merged:  # two samples that differed only in wrong results
-                    merged[text] = replace(merged[text], count=merged[text].count + s.count)
-                else:
-                    merged[text] = s
-            out.append(list(merged.values()))
-        return out
+    def force(self, step_text: str) -> list[int] | None:
+        """The tokens of ``value>>`` when ``step_text`` ends inside an annotation right after its
+        ``=`` and the expression evaluates; else None (the model goes on by itself)."""
+        m = _OPEN_EXPR.search(step_text)
+        if m is None:
+            return None
+        try:
+            value = safe_eval(m[1].replace(",", ""))
+        except (SafeEvalError, ZeroDivisionError, ValueError, TypeError, OverflowError):
+            return None
+        if not isinstance(value, (int, Fraction)):
+            return None
+        return list(self.encode(format_number(value) + ">>"))
+
+    @staticmethod
+    def token_flags(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per vocabulary token: whether its text ends with ``=`` (the moment to check), and its
+        effect on being inside an annotation (+1 opens ``<<``, -1 closes ``>>``, 0 neither; the
+        later of the two in the token wins)."""
+        ends_eq = np.fromiter((t.endswith("=") for t in texts), np.bool_, len(texts))
+        effect = np.fromiter((np.sign(t.rfind("<<") - t.rfind(">>")) for t in texts), np.int8, len(texts))
+        return ends_eq, effect

@@ -1,7 +1,8 @@
-"""A preallocated, paged KV pool: one K and one V tensor per layer, indexed by token slot.
+"""A paged KV pool: one K and one V tensor per layer, indexed by token slot.
 
-The pool is allocated once (its size fixed by a byte or block budget) and never grows; the prefix
-cache (:mod:`qstar_native.prefix_cache`) decides which slots hold which token prefix. A slot is
+The pool starts small and grows by doubling (:meth:`KVPool.grow`) up to a byte cap, so its size
+follows what the searches in flight need; the prefix cache (:mod:`qstar_native.prefix_cache`)
+decides which slots hold which token prefix. A slot is
 one token position of one sequence: ``slot = block_id * block_size + offset``. Layers may differ in
 head count or head size (the shapes come from probing the model), so each layer has its own tensors.
 
@@ -67,7 +68,7 @@ def blocks_for_capacity(
 
 
 class KVPool:
-    """Per-layer K/V tensors of shape ``[num_slots, kv_heads, head_dim]``, allocated once.
+    """Per-layer K/V tensors of shape ``[num_slots, kv_heads, head_dim]`` (grown by :meth:`grow`).
 
     Args:
         layer_shapes: ``(kv_heads, head_dim)`` per layer.
@@ -98,6 +99,15 @@ class KVPool:
     @property
     def nbytes(self) -> int:
         return self.num_slots * self.bytes_per_slot
+
+    def grow(self, num_blocks: int) -> None:
+        """Enlarges the pool to ``num_blocks`` blocks, keeping every slot's KV (one copy)."""
+        if num_blocks <= self.num_blocks:
+            return
+        extra = (num_blocks - self.num_blocks) * self.block_size
+        self.keys = [torch.cat([k, k.new_zeros(extra, *k.shape[1:])]) for k in self.keys]
+        self.values = [torch.cat([v, v.new_zeros(extra, *v.shape[1:])]) for v in self.values]
+        self.num_blocks, self.num_slots = num_blocks, num_blocks * self.block_size
 
     def gather(self, slots: torch.Tensor) -> list[LayerKV]:
         """Per layer, the K and V of ``slots`` (any shape ``S``) as ``[*S, heads, dim]`` tensors.

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
-from .kv_pool import LayerKV, LayerShape
+from .kv_pool import LayerShape
+from .working_kv import WorkingKV
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Probe:
     layer_shapes: list[LayerShape]
     dtype: torch.dtype
     split_head: bool  # base model + output embeddings reproduce the model's logits
-    shares_kv: bool  # a gathered, padded prefix cache reproduces a full forward
+    shares_kv: bool  # a gathered, padded prefix in working buffers reproduces a full forward
     reason: str  # why shares_kv is False ("" otherwise)
 
 
@@ -47,29 +47,11 @@ class ModelRunner:
         self.split_head = False
         self.device = next(model.parameters()).device
 
-    @staticmethod
-    def cache_from(kv: list[LayerKV]) -> DynamicCache:
-        """A DynamicCache holding ``[batch, heads, length, dim]`` K/V per layer."""
-        return DynamicCache([(k, v) for k, v in kv])
-
-    @staticmethod
-    def layer_kv(cache: DynamicCache) -> list[LayerKV]:
-        return [(layer.keys, layer.values) for layer in cache.layers]
-
     @torch.inference_mode()
-    def run(
-        self,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        pos: torch.Tensor,
-        cache: DynamicCache,
-        rows: torch.Tensor,
-        cols: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Runs ``ids [B, S]`` and returns ``(logits, hidden)`` at positions ``(rows[j], cols[j])``.
-
-        ``cache`` is extended in place with the new tokens' KV.
-        """
+    def run(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: object, rows: torch.Tensor,
+            cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Runs ``ids [B, S]`` and returns ``(logits, hidden)`` at positions ``(rows[j], cols[j])``;
+        ``cache`` takes the new tokens' KV."""
         kw = dict(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
         if self.split_head:
             hidden = self.base(**kw).last_hidden_state[rows, cols]
@@ -80,14 +62,14 @@ class ModelRunner:
     @torch.inference_mode()
     def probe(self, vocab_size: int, atol: float = 1e-4) -> Probe:
         """Finds layer shapes and checks, on this model, that base+head and the padded gathered
-        prefix layout reproduce a plain full forward."""
+        prefix layout in working buffers reproduce a plain full forward."""
         g = torch.Generator().manual_seed(0)
-        seq = torch.randint(0, vocab_size, (1, 7), generator=g, device=self.device)
+        seq = torch.randint(0, vocab_size, (1, 7), generator=g).to(self.device)
         full = self.model(input_ids=seq, use_cache=True)
         ref = full.logits[0].float()
         layers = getattr(full, "cache", None) or getattr(full, "past_key_values", None)
         try:
-            kv = self.layer_kv(layers)
+            kv = [(layer.keys, layer.values) for layer in layers.layers]
             shapes = [(int(k.shape[1]), int(k.shape[3])) for k, _ in kv]
             dtype = kv[0][0].dtype
         except (AttributeError, TypeError, IndexError) as err:
@@ -101,35 +83,37 @@ class ModelRunner:
         if any(getattr(layer, "is_sliding", False) for layer in layers.layers):
             return Probe(shapes, dtype, self.split_head, False, "the model uses sliding-window cache layers")
         try:
-            err = self._check_gathered(seq[0], ref, kv)
+            err = self._check_gathered(seq[0], ref, kv, shapes, dtype)
         except Exception as exc:  # noqa: BLE001 - the model cannot take this cache layout
-            return Probe(shapes, dtype, self.split_head, False, f"forward with a gathered cache failed: {exc!r}")
+            return Probe(shapes, dtype, self.split_head, False, f"forward with working buffers failed: {exc!r}")
         if err > atol:
             return Probe(shapes, dtype, self.split_head, False, f"gathered-cache logits differ by {err:.2e}")
         return Probe(shapes, dtype, self.split_head, True, "")
 
-    def _check_gathered(self, seq: torch.Tensor, ref: torch.Tensor, kv: list[LayerKV]) -> float:
-        # Row 0: prefix 4 cached + 3 new; row 1: prefix 1 cached + 2 new (pads in both regions).
+    def _check_gathered(self, seq: torch.Tensor, ref: torch.Tensor, kv: list, shapes: list[LayerShape], dtype: torch.dtype) -> float:
+        # Row 0: prefix 4 cached + 3 new; row 1: prefix 1 cached + 2 new (pads in both regions);
+        # then one decode step on row 1 (token 3 at position 3).
         pref, new = [4, 1], [3, 2]
         P, S = 4, 3
-        ks, vs = [], []
-        for k, v in kv:
-            kk = torch.zeros(2, k.shape[1], P, k.shape[3], dtype=k.dtype, device=k.device)
-            vv = torch.zeros_like(kk)
+        work = WorkingKV(shapes, dtype, self.device)
+        work.start(2, P + S + 1)
+        for (k, v), wk, wv in zip(kv, work.keys, work.values):
             for i, p in enumerate(pref):
-                kk[i, :, :p], vv[i, :, :p] = k[0, :, :p], v[0, :, :p]
-            ks.append(kk)
-            vs.append(vv)
-        ids = torch.zeros(2, S, dtype=torch.long, device=seq.device)
-        mask = torch.zeros(2, P + S, dtype=torch.long, device=seq.device)
-        pos = torch.zeros(2, S, dtype=torch.long, device=seq.device)
+                wk[i, :, :p], wv[i, :, :p] = k[0, :, :p], v[0, :, :p]
+        ids = torch.zeros(2, S, dtype=torch.long, device=self.device)
+        pos = torch.zeros(2, S, dtype=torch.long, device=self.device)
         for i, (p, n) in enumerate(zip(pref, new)):
             ids[i, :n] = seq[p : p + n]
-            mask[i, :p] = 1
-            mask[i, P : P + n] = 1
+            work.mask[i, :p] = 1
+            work.mask[i, P : P + n] = 1
             pos[i] = p + torch.arange(S)
-        rows = torch.tensor([0, 0, 0, 1, 1])
-        cols = torch.tensor([0, 1, 2, 0, 1])
-        logits, _ = self.run(ids, mask, pos, self.cache_from(list(zip(ks, vs))), rows, cols)
-        want = torch.cat([ref[4:7], ref[1:3]])
-        return float((logits - want).abs().max())
+        work.length = P
+        rows, cols = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0, 1, 2, 0, 1])
+        logits, _ = self.run(ids, work.mask[:2, : P + S], pos, work.cache(), rows, cols)
+        work.length = P + S
+        work.mask[:2, P + S] = 1
+        step, _ = self.run(seq[3:4].view(1, 1).expand(2, 1), work.mask[:2, : P + S + 1], torch.full((2, 1), 3, device=self.device),
+                           work.cache(), torch.tensor([1]), torch.tensor([0]))  # fmt: skip
+        got = torch.cat([logits, step])
+        want = torch.cat([ref[4:7], ref[1:3], ref[3:4]])
+        return float((got - want).abs().max())

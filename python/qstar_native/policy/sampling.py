@@ -1,15 +1,19 @@
-"""Sampling distributions and reproducible per-node random streams.
+"""Sampling on the device's terms, reproducible per node.
 
-Each node gets its own ``torch.Generator`` seeded from the policy seed and the node's tokens, so a
-node's candidates depend only on (seed, state): not on which other nodes share its batch, nor on
-whether its prefix came from the KV cache or was recomputed.
+Every sample of a node has its own counter-based random stream: the uniform for sample ``j`` of a
+node at step position ``t`` is a hash of (the node's seed, j, t), where the node's seed is a hash
+of (the policy seed, the node's state tokens). So a node's samples depend only on (seed, state):
+not on which nodes share its batch, on the row a sample sits in, or on whether its prefix came
+from the KV cache. A token is drawn by inverse CDF (``searchsorted`` on the cumulative
+probabilities, all rows at once on the device); no per-row Python and no host generator.
 
 Example:
     >>> import torch
-    >>> p = sampling_probs(torch.tensor([[2.0, 1.0, -5.0]]), temperature=1.0, top_p=0.9)
+    >>> p = sampling_probs(torch.tensor([[2.0, 1.0, -5.0]]), torch.tensor([1.0]), top_p=0.9)
     >>> [round(x, 3) for x in p[0].tolist()]
     [0.731, 0.269, 0.0]
-    >>> node_seed(0, [1, 2, 3]) == node_seed(0, [1, 2, 3]) != node_seed(1, [1, 2, 3])
+    >>> u = uniforms(np.array([node_seed(0, [1, 2, 3])] * 2, np.uint64), np.array([0, 1]), np.array([0, 0]))
+    >>> bool(0 <= u.min() and u.max() < 1 and u[0] != u[1])
     True
 """
 
@@ -20,14 +24,35 @@ import hashlib
 import numpy as np
 import torch
 
+_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
-def sampling_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """Row-wise sampling distribution: softmax(logits / temperature) restricted to the top-p nucleus.
 
-    The nucleus is the smallest set of most likely tokens whose mass reaches ``top_p`` (the token
-    that crosses it is kept). ``temperature == 0`` means greedy and is handled by the caller.
-    """
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+def node_seed(seed: int, tokens: np.ndarray | list[int]) -> int:
+    """A 64-bit seed from the policy seed and a node's state tokens (stable across runs)."""
+    h = hashlib.blake2b(np.asarray(tokens, dtype=np.int64).tobytes(), digest_size=8, key=str(int(seed)).encode())
+    return int.from_bytes(h.digest(), "little")
+
+
+def _mix(x: np.ndarray) -> np.ndarray:  # splitmix64 finalizer, elementwise on uint64
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def uniforms(seeds: np.ndarray, sample: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """float64 uniforms in [0, 1): one per (node seed, sample index, step position)."""
+    with np.errstate(over="ignore"):
+        x = _mix(seeds.astype(np.uint64) ^ _mix(sample.astype(np.uint64) * _GOLDEN + np.uint64(1)))
+        x = _mix(x ^ _mix(step.astype(np.uint64) * _M1 + np.uint64(2)))
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def sampling_probs(logits: torch.Tensor, temperature: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Row-wise sampling distribution: softmax(logits / temperature) restricted to the top-p
+    nucleus (the smallest set of most likely tokens whose mass reaches ``top_p``; the token that
+    crosses it is kept). Rows with temperature 0 are greedy and handled by the caller."""
+    t = torch.where(temperature > 0, temperature, torch.ones_like(temperature)).to(logits.device, torch.float32)
+    probs = torch.softmax(logits.float() / t[:, None], dim=-1)
     if top_p >= 1.0:
         return probs
     sorted_p, order = probs.sort(dim=-1, descending=True)
@@ -37,17 +62,13 @@ def sampling_probs(logits: torch.Tensor, temperature: float, top_p: float) -> to
     return out / out.sum(-1, keepdim=True)
 
 
-def node_seed(seed: int, tokens: np.ndarray | list[int]) -> int:
-    """A 63-bit seed from the policy seed and a node's state tokens (stable across runs)."""
-    h = hashlib.blake2b(np.asarray(tokens, dtype=np.int64).tobytes(), digest_size=8, key=str(int(seed)).encode())
-    return int.from_bytes(h.digest(), "little") >> 1
-
-
-def draw(probs: torch.Tensor, n: int, generator: torch.Generator) -> list[tuple[int, int]]:
-    """``n`` independent draws from one distribution, grouped: ``[(token, count), ...]`` in
-    order of first appearance (deterministic given the generator)."""
-    picks = torch.multinomial(probs, n, replacement=True, generator=generator).tolist()
-    counts: dict[int, int] = {}
-    for t in picks:
-        counts[t] = counts.get(t, 0) + 1
-    return list(counts.items())
+def draw(logits: torch.Tensor, temperature: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tensor:
+    """Tokens ``[rows, m]`` for uniforms ``u [rows, m]``: greedy (argmax) on rows whose temperature
+    is 0, inverse-CDF draws elsewhere. Only tokens of positive probability can come out."""
+    greedy = logits.argmax(-1, keepdim=True).expand_as(u)
+    if bool((temperature == 0).all()):
+        return greedy
+    cdf = sampling_probs(logits, temperature, top_p).cumsum(-1)
+    # Scaled by the row's total so rounding can never step past the last token of positive mass.
+    drawn = torch.searchsorted(cdf, (u * cdf[:, -1:]).to(cdf.dtype), right=True).clamp_(max=logits.shape[-1] - 1)
+    return torch.where((temperature > 0)[:, None].to(drawn.device), drawn, greedy)
