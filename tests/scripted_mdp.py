@@ -1,10 +1,11 @@
-"""A scripted step policy over a tiny tree MDP, with outcomes known by construction.
+"""A scripted policy over a tiny tree MDP, with outcomes known by construction.
 
 States are token arrays: the root ``[0]`` followed by one token per step. ``tree`` maps the texts
 of the steps so far (a tuple) to the options there: (text, terminal). Each step text has its own
 token id. Sampling is deterministic round-robin so labels are exactly predictable: sample j of a
-state takes option ``(j + seed) % m``; samples of equal options are grouped with counts (like
-HFPolicy). Temperature 0 takes option 0 with all k samples.
+node takes option ``(j + seed) % m``; samples of equal options are grouped with counts (like
+HFPolicy). Temperature 0 takes option 0 with all k samples. It implements the Policy protocol:
+``propose(batch) -> Steps`` (with per-node usage) and ``decode``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from qstar_native.protocols import Step, per_state
+from qstar_native.batch import Batch, Steps
+from qstar_native.scheduler import PolicyExpand
 
 Tree = dict[tuple[str, ...], list[tuple[str, bool]]]
 
@@ -48,30 +50,45 @@ class ScriptedPolicy:
     def root(self) -> list[int]:
         return [self.offset]
 
-    def propose(self, states: Sequence[np.ndarray], k: int | Sequence[int], *, temperature: float, seed: int) -> list[list[Step]]:
+    def decode(self, ids) -> str:
+        return "".join(self.text_of[int(t)] for t in np.asarray(ids).tolist() if int(t) != self.offset)
+
+    def as_expand(self, scorer=None) -> PolicyExpand:
+        return PolicyExpand(self, scorer)
+
+    def propose(self, batch: Batch) -> Steps:
+        if not isinstance(batch, Batch):
+            batch = Batch.of_states(batch)
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise RuntimeError("scripted crash")
         self.calls += 1
-        self.batches.append(len(states))
-        out = []
-        for state, kk in zip(states, per_state(k, len(states))):
-            opts = self.tree.get(self.path(np.asarray(state)), [])
-            self.tokens_forwarded += len(state)
-            if not opts:
-                out.append([])
-                continue
-            picks = [0] * kk if temperature == 0 else [(j + seed) % len(opts) for j in range(kk)]
-            counts: dict[int, int] = {}
+        self.batches.append(len(batch))
+        counts_per_node, tokens, texts, logprob, terminal, count = [], [], [], [], [], []
+        generated, forwarded = np.zeros(len(batch), np.int64), np.zeros(len(batch), np.int64)
+        for i in range(len(batch)):
+            state = batch.state(i)
+            opts = self.tree.get(self.path(state), [])
+            forwarded[i] = len(state)
+            kk, temperature, seed = int(batch.k[i]), float(batch.temperature[i]), int(batch.seed[i])
+            picks = [0] * kk if temperature == 0 else [(j + seed) % len(opts) for j in range(kk)] if opts else []
+            groups: dict[int, int] = {}
             for p in picks:
-                counts[p] = counts.get(p, 0) + 1
-            steps = []
-            for p, c in counts.items():
-                text, terminal = opts[p]
-                steps.append(Step(np.array([self.token_of[text]], dtype=np.int32), text, -float(p), terminal, c))
-                self.tokens_generated += 1
-                self.tokens_forwarded += 1
-            out.append(steps)
-        return out
+                groups[p] = groups.get(p, 0) + 1
+            counts_per_node.append(len(groups))
+            for p, c in groups.items():
+                text, term = opts[p]
+                tokens.append(self.token_of[text])
+                texts.append(text)
+                logprob.append(-float(p))
+                terminal.append(term)
+                count.append(c)
+                generated[i] += 1
+                forwarded[i] += 1
+        self.tokens_generated += int(generated.sum())
+        self.tokens_forwarded += int(forwarded.sum())
+        n = len(tokens)
+        return Steps(np.array(counts_per_node, np.int64), np.array(tokens, np.int32), np.ones(n, np.int64), terminal=np.array(terminal, bool),
+                     count=np.array(count, np.int64), logprob=np.array(logprob), texts=texts, generated=generated, forwarded=forwarded)
 
 
 class ScriptedTask:

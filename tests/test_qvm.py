@@ -47,17 +47,15 @@ def trained(qvm: QValueModel, steps: int = 30) -> QValueModel:
 def test_trained_head_round_trip_gives_identical_scores(tmp_path, kw):
     qvm = QValueModel(H, **kw)
     x = torch.randn(7, H, generator=torch.Generator().manual_seed(2))
-    before = qvm.score_hidden(x)[0]
+    before = qvm.score_hidden(x)
     trained(qvm)
-    q, f = qvm.score_hidden(x, g=torch.arange(7.0), lam=0.5)
+    q = qvm.score_hidden(x)
     assert not torch.allclose(q, before)  # training changed the head: loading cannot fake it by re-init
     qvm.save_pretrained(tmp_path / "qvm")
     cfg = json.loads((tmp_path / "qvm" / "config.json").read_text())
     assert cfg["head"] == kw["head"] and "backbone" not in cfg
     loaded = QValueModel.from_pretrained(tmp_path / "qvm")
-    q2, f2 = loaded.score_hidden(x, g=torch.arange(7.0), lam=0.5)
-    assert torch.equal(q, q2) and torch.equal(f, f2)
-    assert torch.allclose(f, torch.arange(7.0) + 0.5 * q)
+    assert torch.equal(loaded.score_hidden(x), q)
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -65,17 +63,17 @@ def test_round_trip_with_saved_backbone(tmp_path, tied):
     lm = tiny_lm(tie_word_embeddings=tied)
     qvm = trained(QValueModel(backbone=lm, head="mlp", mlp_width=6, out_act="sigmoid"))
     seqs = [[1, 2, 3], [4, 5, 6, 7, 8], [9]]
-    q = qvm.score_sequences(seqs)[0]
+    q = qvm.score_sequences(seqs)
     qvm.save_pretrained(tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["backbone"]["class"] == "LlamaForCausalLM"
     loaded = QValueModel.from_pretrained(tmp_path)
     assert type(loaded.backbone).__name__ == "LlamaForCausalLM"
-    assert torch.equal(loaded.score_sequences(seqs)[0], q)
+    assert torch.equal(loaded.score_sequences(seqs), q)
     # A head saved alone loads onto a backbone given at load time.
     qvm.save_pretrained(tmp_path / "head", save_backbone=False)
     again = QValueModel.from_pretrained(tmp_path / "head", backbone=lm)
-    assert torch.equal(again.score_sequences(seqs)[0], q)
+    assert torch.equal(again.score_sequences(seqs), q)
     assert QValueModel.from_pretrained(tmp_path / "head").backbone is None
 
 
@@ -84,16 +82,16 @@ def test_automodel_trunk_backbone():
     trunk = AutoModel.from_config(tiny_config()).eval()
     qvm = QValueModel(backbone=trunk)
     ids = torch.tensor([[3, 4, 5, 6]])
-    want = qvm.score_hidden(trunk(input_ids=ids).last_hidden_state[0, -1:])[0]
-    assert torch.allclose(qvm.score_sequences([ids[0].numpy()])[0], want, atol=1e-6)
+    want = qvm.score_hidden(trunk(input_ids=ids).last_hidden_state[0, -1:])
+    assert torch.allclose(qvm.score_sequences([ids[0].numpy()]), want, atol=1e-6)
 
 
 def test_sequence_batches_are_padding_invariant():
     qvm = QValueModel(backbone=tiny_lm(), head="mlp", mlp_width=4)
     rng = np.random.default_rng(0)
     seqs = [rng.integers(0, 63, n) for n in (3, 11, 1, 7, 7, 20)]
-    batched = qvm.score_sequences(seqs, batch_size=4)[0]
-    alone = torch.cat([qvm.score_sequences([s])[0] for s in seqs])
+    batched = qvm.score_sequences(seqs, batch_size=4)
+    alone = torch.cat([qvm.score_sequences([s]) for s in seqs])
     assert torch.allclose(batched, alone, atol=1e-5)
 
 
@@ -115,8 +113,8 @@ def test_hidden_mode_equals_sequence_mode_on_policy_candidates():
     states = [np.concatenate([r, c.tokens]) for r, cs in zip(roots, cands) for c in cs]
     cands2 = policy.propose(states[:2])
     pairs = [(r, c) for r, cs in zip(roots, cands) for c in cs] + [(s, c) for s, cs in zip(states[:2], cands2) for c in cs]
-    q_hidden = qvm.score_hidden(torch.stack([c.hidden for _, c in pairs]))[0]
-    q_seq = qvm.score_sequences([np.concatenate([s, c.tokens]) for s, c in pairs])[0]
+    q_hidden = qvm.score_hidden(torch.stack([c.hidden for _, c in pairs]))
+    q_seq = qvm.score_sequences([np.concatenate([s, c.tokens]) for s, c in pairs])
     assert len(pairs) >= 4
     assert torch.allclose(q_hidden, q_seq, atol=1e-5, rtol=0)
 
@@ -125,9 +123,10 @@ def test_triton_backend_matches_torch():
     # conftest.py sets TRITON_INTERPRET=1, so this runs the kernel in the CPU interpreter.
     qvm = trained(QValueModel(H, head="mlp", mlp_width=20, out_act="sigmoid"))
     x = torch.randn(5, H, generator=torch.Generator().manual_seed(4))
-    q_t, f_t = qvm.score_hidden(x, g=[0.0, 1.0, 2.0, 3.0, 4.0], lam=2.0, backend="triton")
-    q_r, f_r = qvm.score_hidden(x, g=[0.0, 1.0, 2.0, 3.0, 4.0], lam=2.0, backend="torch")
-    assert torch.allclose(q_t, q_r, atol=1e-5) and torch.allclose(f_t, f_r, atol=1e-5)
+    q_t = qvm.score_hidden(x, backend="triton")
+    q_r = qvm.score_hidden(x, backend="torch")
+    assert q_t.shape == q_r.shape == (5,) and q_t.dtype == torch.float32
+    assert torch.allclose(q_t, q_r, atol=1e-5)
 
 
 # ---- bad input ------------------------------------------------------------------------------
@@ -172,8 +171,6 @@ def test_other_bad_input():
         QValueModel(H).score_sequences([[1, 2]])
     with pytest.raises(ValueError, match="must be 2-D"):
         QValueModel(H).score_hidden(torch.zeros(H))
-    with pytest.raises(ValueError, match=r"g must hold one value per candidate, shape \[2\]"):
-        QValueModel(H).score_hidden(torch.zeros(2, H), g=[1.0])
 
 
 def test_load_errors(tmp_path):

@@ -73,7 +73,7 @@ def test_learns_known_function_and_beats_untrained(loss, out_act):
     report = train_qvm(qvm, data, TrainConfig(loss=loss, lr=0.1, batch_size=32, max_epochs=20, val_fraction=0.25), progress=False)
     val = torch.tensor([q in set(report.val_questions) for q in data.question_ids])
     x, y = data.features[val], data.labels[val]
-    untrained_auc = rank_auc(QValueModel(H, out_act=out_act).score_hidden(x)[0], y > 0.5)
+    untrained_auc = rank_auc(QValueModel(H, out_act=out_act).score_hidden(x), y > 0.5)
     assert report.val_auc > 0.95 and report.val_auc > untrained_auc + 0.2
     assert report.best_val_loss < report.initial_val_loss
     if loss == "bce":  # the floor is the labels' own entropy, reached at the true w
@@ -124,10 +124,10 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
     assert report.val_losses[-1] > report.best_val_loss  # so restoring the best is visible
     val = torch.tensor([q in set(val_ids) for q in data.question_ids])
     x, y = data.features[val], data.labels[val]
-    q = qvm.score_hidden(x)[0].detach()
+    q = qvm.score_hidden(x).detach()
     assert float(torch.nn.functional.mse_loss(q, y)) == pytest.approx(report.best_val_loss, rel=1e-6)
     loaded = QValueModel.from_pretrained(tmp_path)
-    assert torch.equal(loaded.score_hidden(x)[0], q)
+    assert torch.equal(loaded.score_hidden(x), q)
     assert json.loads((tmp_path / "train_report.json").read_text())["best_epoch"] == report.best_epoch
 
 
@@ -198,12 +198,12 @@ def test_end_to_end_tiny_llama_checkpoint_round_trip(tmp_path, train_backbone):
     report = train_qvm(qvm, (items, rows), cfg, checkpoint_dir=tmp_path, progress=False)
     assert report.n_val == 7 and report.n_train == 21 and report.epochs_run >= 1
     seqs = [it.next_state for it in items]
-    q = qvm.score_sequences(seqs)[0]
+    q = qvm.score_sequences(seqs)
     changed = any(not torch.equal(before[k], v) for k, v in lm.state_dict().items())
     assert changed == train_backbone
     # A frozen backbone is not in the checkpoint (pass it back); a trained one is.
     loaded = QValueModel.from_pretrained(tmp_path) if train_backbone else QValueModel.from_pretrained(tmp_path, backbone=tiny_lm())
-    assert torch.equal(loaded.score_sequences(seqs)[0], q)
+    assert torch.equal(loaded.score_sequences(seqs), q)
     # rows re-encoded from text give the same sequences here (one token per step)
     tok = ScriptedPolicy(TREE).token_of
     again = TrainData.from_rows(rows, encode=lambda s: [0] + [tok[c] for c in s], question_text=lambda qid: "")

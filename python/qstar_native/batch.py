@@ -171,6 +171,13 @@ class Batch(Sequence[Node]):
             self._tokens = (np.concatenate(parts) if parts else np.zeros(0, np.int32), np.concatenate(offs))
         return self._tokens
 
+    def root_lengths(self) -> np.ndarray:
+        """int64 ``[len]``: the length of each node's root (prompt) state; 0 for bare states."""
+        if not self.engines:
+            return np.zeros(len(self), np.int64)
+        roots = np.array([int(e._core.infos(np.zeros(1, np.int64))["state_length"][0]) for e in self.engines], np.int64)
+        return roots[self.problem]
+
     def info(self, name: str) -> np.ndarray:
         """A node field as a column: parent, depth, status, terminal, reward, g, h, f, samples,
         kv_handle, state_length."""

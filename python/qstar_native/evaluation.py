@@ -1,12 +1,14 @@
-"""Evaluation: run one method over a problem set, summarise, compare two methods.
+"""Evaluation: many methods over a problem set on one scheduler, summaries, paired comparisons.
 
-``evaluate(task, method, policy, problems, seed=...)`` runs ``method`` (a baseline or Q*, see
-:mod:`qstar_native.baselines`) on each problem with a per-problem seed derived from ``seed`` and
-the problem id, so the same seed gives the same records (wall times aside), in any problem order.
+``evaluate(task, methods, expand, problems, decode=..., seed=...)`` runs every (method, problem)
+as a scheduler job, up to ``concurrency`` searches in flight, each problem with a seed derived
+from ``seed`` and its id, so the records (wall time aside) do not depend on the concurrency or
+the order problems finish in. With a :class:`~qstar_native.records.RecordWriter` each record is
+on disk once its round ends, and pairs already in the file are skipped (resume).
 
-The aggregate table: accuracy with a Wilson 95% interval, mean generated tokens, mean tokens
-forwarded and mean wall seconds per problem. :func:`compare` pairs two reports by problem:
-McNemar's exact test and a bootstrap interval (fixed seed) of the accuracy difference.
+The table: accuracy with a Wilson 95% interval, mean generated tokens, mean tokens forwarded and
+mean wall seconds per problem (latency: problems overlap). :func:`compare` pairs two methods by
+problem: McNemar's exact test and a bootstrap interval (fixed seed) of the accuracy difference.
 
 Example:
     >>> [round(x, 4) for x in wilson_interval(8, 10)]
@@ -16,19 +18,19 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from ._progress import progress_bar
-from .baselines.record import ProblemRecord
-from .protocols import StepPolicy, Task
+from .methods import Context, Method
+from .records import ProblemRecord, RecordWriter
+from .scheduler import Expand, Scheduler
 
-__all__ = ["Comparison", "EvalReport", "Summary", "compare", "evaluate", "format_table", "problem_seed", "wilson_interval"]
+__all__ = ["Comparison", "EvalReport", "Summary", "compare", "evaluate", "format_comparisons", "format_table", "mcnemar_exact",
+           "problem_seed", "reports_from_records", "wilson_interval"]  # fmt: skip
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
@@ -93,23 +95,11 @@ def _summary(method: str, records: Sequence[ProblemRecord]) -> Summary:
     )
 
 
-def _finite(x: Any) -> Any:
-    """JSON-safe: non-finite floats become None (strict JSON has no Infinity)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
-
-
 @dataclass(frozen=True)
 class EvalReport:
     """Per-problem records of one method and their summary."""
 
     method: str
-    seed: int
     records: tuple[ProblemRecord, ...]
 
     @property
@@ -120,21 +110,15 @@ class EvalReport:
         """A printable one-method table (see :func:`format_table`)."""
         return format_table([self])
 
-    def to_dict(self) -> dict[str, Any]:
-        """The summary and every record, JSON-safe (non-finite floats become None)."""
-        return _finite({"method": self.method, "seed": self.seed, "summary": asdict(self.summary), "records": [r.to_dict() for r in self.records]})
 
-    def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Writes :meth:`to_dict` as one JSON document."""
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1, ensure_ascii=False)
-            f.write("\n")
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> "EvalReport":
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-        return cls(doc["method"], int(doc["seed"]), tuple(ProblemRecord(**r) for r in doc["records"]))
+def reports_from_records(records: Iterable[ProblemRecord], methods: Sequence[str] | None = None) -> list[EvalReport]:
+    """Records grouped by method (in ``methods`` order, else first appearance), each method's
+    records ordered by question id."""
+    by: dict[str, list[ProblemRecord]] = {}
+    for r in records:
+        by.setdefault(r.method, []).append(r)
+    order = list(methods) if methods is not None else list(by)
+    return [EvalReport(m, tuple(sorted(by.get(m, []), key=lambda r: r.question_id))) for m in order]
 
 
 def format_table(reports: Sequence[EvalReport]) -> str:
@@ -148,48 +132,58 @@ def format_table(reports: Sequence[EvalReport]) -> str:
     return "\n".join(lines)
 
 
-Method = Callable[..., ProblemRecord]
-"""``method(task, policy, problem, seed=...) -> ProblemRecord`` with a ``name`` (the baselines)."""
-
-
 def evaluate(
-    task: Task,
-    method: Method,
-    policy: StepPolicy,
-    problems: Iterable[Any],
+    task: Any,
+    methods: Sequence[Method],
+    expand: Expand,
+    problems: Sequence[Any],
     *,
+    decode: Any,
     seed: int = 0,
+    concurrency: int = 16,
+    writer: RecordWriter | None = None,
     progress: bool = False,
-) -> EvalReport:
-    """Runs ``method`` on each problem (one at a time, so each record's token counts are its own).
+) -> list[EvalReport]:
+    """Runs every method on every problem, many in flight; returns one report per method.
 
-    A policy with ``reset_cache()`` (HFPolicy) starts every problem from an empty prefix cache, so
-    a record's "tokens forwarded" does not depend on which problems ran before it.
+    ``expand`` is the batch callback (``policy.as_expand(scorer)``), ``decode`` the policy's
+    token ids -> text. With ``writer``, pairs already in its file are skipped and every finished
+    record is appended at the end of its round (so Ctrl-C loses no finished record).
 
     Example:
-        >>> from qstar_native.baselines import greedy
-        >>> report = evaluate(task, greedy(), policy, problems, seed=0)  # doctest: +SKIP
-        >>> print(report.table())  # doctest: +SKIP
+        >>> from qstar_native.methods import Greedy
+        >>> reports = evaluate(task, [Greedy()], policy.as_expand(), problems, decode=policy.decode)  # doctest: +SKIP
+        >>> print(format_table(reports))  # doctest: +SKIP
     """
-    if not callable(method):
-        raise TypeError(f"method must be callable (task, policy, problem, seed=) -> ProblemRecord, e.g. qstar_native.baselines.greedy(); got {type(method).__name__}")
-    name = str(getattr(method, "name", getattr(method, "__name__", type(method).__name__)))
-    problems = list(problems)
-    bar = progress_bar(len(problems), name, progress)
-    records = []
+    methods = list(methods)
+    names = [m.name for m in methods]
+    ids = [task.problem_id(p) for p in problems]
+    done = writer.done if writer is not None else set()
+    todo = [(m, p, qid) for m in methods for p, qid in zip(problems, ids) if (m.name, qid) not in done]
+    ctx = Context(task, decode)
+    scheduler = Scheduler(expand, concurrency=concurrency)
+    bar = progress_bar(len(names) * len(ids), "eval", progress, initial=len(names) * len(ids) - len(todo))
+    records: list[ProblemRecord] = []
+    pending: list[ProblemRecord] = []
+    last_round = 0
     try:
-        reset_cache = getattr(policy, "reset_cache", None)
-        for i, p in enumerate(problems):
-            if callable(reset_cache):
-                reset_cache()
-            rec = method(task, policy, p, seed=problem_seed(seed, task.problem_id(p)))
+        for _, rec in scheduler.run(m.job(ctx, p, problem_seed(seed, qid)) for m, p, qid in todo):
             if not isinstance(rec, ProblemRecord):
-                raise TypeError(f"method {name} returned {type(rec).__name__} for problem {i}; return a ProblemRecord (baselines.Meter.record)")
+                raise TypeError(f"a method's job returned {type(rec).__name__}; return a ProblemRecord")
+            if writer is not None and scheduler.rounds != last_round:
+                writer.write(pending)  # the previous round's records: one fsync per round
+                pending.clear()
+                last_round = scheduler.rounds
             records.append(rec)
+            pending.append(rec)
             bar.update(1)
     finally:
+        if writer is not None:
+            writer.write(pending)
         bar.close()
-    return EvalReport(name, seed, tuple(records))
+    wanted = set(ids)
+    old = [r for r in (writer.records if writer is not None else []) if r.question_id in wanted and r.method in names]
+    return reports_from_records(old if writer is not None else records, names)
 
 
 @dataclass(frozen=True)
@@ -226,14 +220,15 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     return min(1.0, 2.0 * tail)
 
 
-def compare(a: EvalReport, b: EvalReport, *, n_boot: int = 10_000, seed: int = 0) -> Comparison:
-    """Pairs the records of ``a`` and ``b`` by question id (both must cover the same problems)."""
+def compare(a: EvalReport, b: EvalReport, *, n_boot: int = 10_000, seed: int = 0, common: bool = False) -> Comparison:
+    """Pairs the records of ``a`` and ``b`` by question id. Both must cover the same problems,
+    unless ``common`` (then only the problems both have are compared)."""
     ra = {r.question_id: r for r in a.records}
     rb = {r.question_id: r for r in b.records}
-    if set(ra) != set(rb):
+    if set(ra) != set(rb) and not common:
         only = sorted(set(ra) ^ set(rb))[:5]
         raise ValueError(f"reports cover different problems (e.g. {only}); evaluate both methods on the same problems")
-    ids = sorted(ra)
+    ids = sorted(set(ra) & set(rb))
     ca = np.array([ra[i].correct for i in ids], dtype=np.float64)
     cb = np.array([rb[i].correct for i in ids], dtype=np.float64)
     n = len(ids)
@@ -247,3 +242,13 @@ def compare(a: EvalReport, b: EvalReport, *, n_boot: int = 10_000, seed: int = 0
     else:
         lo = hi = acc_a = acc_b = 0.0
     return Comparison(a.method, b.method, n, acc_a, acc_b, acc_a - acc_b, a_only, b_only, mcnemar_exact(a_only, b_only), lo, hi)
+
+
+def format_comparisons(comparisons: Sequence[Comparison]) -> str:
+    """One row per pair: accuracy difference, paired bootstrap 95% interval, McNemar p."""
+    head = f"{'paired difference':<44} {'n':>5} {'diff':>7} {'95% CI':>17} {'A only':>7} {'B only':>7} {'McNemar p':>10}"
+    lines = [head, "-" * len(head)]
+    for c in comparisons:
+        ci = f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
+        lines.append(f"{c.method_a + ' - ' + c.method_b:<44} {c.n:>5} {c.difference:>+7.3f} {ci:>17} {c.a_only:>7} {c.b_only:>7} {c.p_value:>10.2g}")
+    return "\n".join(lines)

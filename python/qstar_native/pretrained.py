@@ -26,18 +26,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .baselines.qstar import QStar
-from .policy import HFPolicy
+from .batch import Node
+from .methods import QStar
 from .policy.calculator import Calculator
-from .policy.step_policy import HFStepPolicy
+from .policy.hf import HFPolicy
+from .scheduler import PolicyExpand, Scheduler, Search, single
 from .tasks.math_answers import extract_answer
 from .types import Aggregate, SearchResult
 from .value import QValueModel
-from .value.scorers import QVMScorer, annotation_step_reward
+from .value.scorers import QVMScorer, annotation_step_reward, compose
 
 __all__ = [
     "DEFAULT_POLICY_DIR", "DEFAULT_QVM_DIR", "Policy", "PolicySettings", "SolveResult", "SolvedStep", "Solver",
-    "SearchSetup", "load_default", "load_policy", "load_qvm", "on_policy_states", "qvm_scorer", "search_setup", "step_policy",
+    "SearchSetup", "load_default", "load_policy", "load_qvm", "search_setup",
 ]  # fmt: skip
 
 _DATA = Path(__file__).resolve().parent / "data"
@@ -117,11 +118,13 @@ class Policy:
     def decode(self, ids: Any) -> str:
         return str(self.tokenizer.decode(np.asarray(ids).tolist(), skip_special_tokens=True))
 
-    def hf_policy(self, **kw: Any) -> HFPolicy:
-        """An :class:`HFPolicy` over this model with this policy's step settings."""
+    def hf_policy(self, *, calculator: bool | None = None, **kw: Any) -> HFPolicy:
+        """An :class:`HFPolicy` over this model with this policy's step settings (and its
+        calculator setting unless ``calculator`` says otherwise)."""
         kw.setdefault("step_delimiter", self.settings.step_delimiter)
         kw.setdefault("max_step_tokens", self.settings.max_step_tokens)
-        return HFPolicy(self.model, self.tokenizer, **kw)
+        use = self.settings.calculator if calculator is None else calculator
+        return HFPolicy(self.model, self.tokenizer, calculator=Calculator(self.encode) if use else None, **kw)
 
 
 def load_policy(path: str | os.PathLike[str] | None = None, *, device: str | None = "cpu") -> Policy:
@@ -154,26 +157,6 @@ def load_qvm(path: str | os.PathLike[str] | None, policy: Policy) -> QValueModel
     return qvm.to(dev).eval()
 
 
-def on_policy_states(qvm: QValueModel | None, policy: Policy) -> QValueModel | None:
-    """``qvm`` reading states through the policy model when it is a head alone: needed with the
-    calculator, which rewrites steps after generation, so the hidden states the policy handed out
-    no longer belong to the state. The head's weights are shared; the result scores the same."""
-    if qvm is None or qvm.backbone is not None:
-        return qvm
-    cfg = qvm.config_dict()
-    out = QValueModel(backbone=policy.model, **{k: cfg[k] for k in ("head", "mlp_width", "act", "out_act", "norm", "eps")})
-    out.load_state_dict(qvm.state_dict(), strict=False)  # the head; the backbone is the policy's
-    return out.eval()
-
-
-def step_policy(policy: Policy, qvm: QValueModel | None = None, *, seed: int = 0, calculator: bool = False, **kw: Any) -> HFStepPolicy | Calculator:
-    """The policy as a StepPolicy (for baselines, labelling, Q*). It hands out hidden states when
-    ``qvm`` is a head that reads them; with ``calculator`` every step's ``<<expr=value>>`` results
-    are made exact (:class:`~qstar_native.policy.calculator.Calculator`)."""
-    hf = HFStepPolicy(policy.hf_policy(seed=seed, return_hidden=qvm is not None and qvm.backbone is None and not calculator, **kw))
-    return Calculator(hf, policy.encode, policy.tokenizer.eos_token_id) if calculator else hf
-
-
 PROCESS_REWARDS = ("annotations", "grounded", None)
 
 
@@ -192,15 +175,20 @@ def qvm_scorer(qvm: QValueModel | None) -> QVMScorer | None:
 
 @dataclass(frozen=True)
 class SearchSetup:
-    """One search setting, resolved against the policy's ``qstar.json``: the step policy (with
-    the calculator or not), g's and h's step scorers and the proposal temperature."""
+    """One search setting, resolved against the policy's ``qstar.json``: the HF policy (with the
+    calculator or not), the scorer giving each step its reward (g) and q (h), and the proposal
+    temperature. ``expand`` is what the scheduler calls."""
 
-    step_policy: HFStepPolicy | Calculator
-    reward: annotation_step_reward | None
-    value: QVMScorer | None
+    policy: HFPolicy
+    scorer: compose
     temperature: float
     process_reward: str | None
     calculator: bool
+    has_qvm: bool
+
+    @property
+    def expand(self) -> PolicyExpand:
+        return self.policy.as_expand(self.scorer)
 
     def describe(self) -> str:
         return f"process reward {self.process_reward}{', calculator' if self.calculator else ''}"
@@ -214,18 +202,17 @@ def search_setup(
     temperature: float | None = None,
     process_reward: str | None = "default",
     calculator: bool | None = None,
+    **policy_options: Any,
 ) -> SearchSetup:
-    """The parts every search method shares (see :class:`Solver` for the arguments); ``None``
-    (``"default"`` for ``process_reward``) takes the policy's setting. With the calculator a QVM
-    head reads states through the policy model (:func:`on_policy_states`)."""
+    """The parts every method shares (see :class:`Solver` for the arguments); ``None``
+    (``"default"`` for ``process_reward``) takes the policy's setting."""
     settings = policy.settings
     temperature = settings.temperature if temperature is None else temperature
     process_reward = settings.process_reward if process_reward == "default" else process_reward
     calculator = settings.calculator if calculator is None else calculator
-    reward = process_reward_scorer(policy, process_reward)
-    if calculator:
-        qvm = on_policy_states(qvm, policy)
-    return SearchSetup(step_policy(policy, qvm, seed=seed, calculator=calculator), reward, qvm_scorer(qvm), temperature, process_reward, calculator)
+    scorer = compose(reward=process_reward_scorer(policy, process_reward), q=qvm_scorer(qvm))
+    hf = policy.hf_policy(calculator=calculator, seed=seed, **policy_options)
+    return SearchSetup(hf, scorer, temperature, process_reward, calculator, qvm is not None)
 
 
 @dataclass(frozen=True)
@@ -242,7 +229,7 @@ class SolvedStep:
 @dataclass(frozen=True)
 class SolveResult:
     """What :meth:`Solver.solve` returns: the chosen path (empty when the search found no
-    solution), its answer, and the whole search."""
+    solution), its answer, and the whole search (its tree kept)."""
 
     question: str
     steps: list[SolvedStep]
@@ -260,15 +247,8 @@ class SolveResult:
 
     def chosen_path(self) -> list[int]:
         """Node ids from the root to the chosen solution (``[0]`` when there is none)."""
-        tree = self.search.tree or []
         best = self.search.best
-        if best is None or not tree:
-            return [0]
-        path, node = [], best.node_id
-        while node >= 0:
-            path.append(node)
-            node = tree[node].record.parent
-        return path[::-1]
+        return [0] if best is None or self.search.engine is None else self.search.engine.path(best.node_id)
 
     def write_tree(self, path: str | os.PathLike[str]) -> Path:
         """Writes the search tree as ``.html``, ``.svg`` or ``.dot``, the chosen path highlighted."""
@@ -276,10 +256,7 @@ class SolveResult:
 
         if self.search.tree is None:
             raise ValueError("this result has no search tree to draw")
-        nodes = [
-            DrawNode(t.record.id, t.record.parent, self.node_texts.get(t.record.id, ""), t.record.f, t.record.g, t.record.h, t.record.reward, t.record.status, t.record.terminal)
-            for t in self.search.tree
-        ]
+        nodes = [DrawNode(n.id, n.parent, self.node_texts.get(n.id, ""), n.f, n.g, n.h, n.reward, n.status, n.terminal) for n in self.search.tree]
         return write_tree(nodes, path, chosen=self.chosen_path(), title=self.question)
 
     def __str__(self) -> str:
@@ -289,7 +266,7 @@ class SolveResult:
         for s in self.steps:
             lines.append(f"{s.f:7.3f} {s.g:7.3f} {s.h:7.3f}  {s.text.rstrip()}")
         st = self.search.stats
-        lines.append(f"answer: {self.answer}   ({st.expanded} expansions, {st.generated} nodes, {self.search.wall_seconds:.2f} s)")
+        lines.append(f"answer: {self.answer}   ({st.expanded} expansions, {st.nodes} nodes, {self.search.wall_seconds:.2f} s)")
         return "\n".join(lines)
 
 
@@ -307,9 +284,9 @@ class Solver:
             ``"default"``: the policy's setting.
         aggregate: how g combines step rewards. batch_size: nodes expanded per round.
         max_expansions, max_tokens: the search's budgets. seed: sampling seed.
-        calculator: make every step's ``<<expr=value>>`` results exact (see
-            :mod:`qstar_native.policy.calculator`; a QVM head then reads each state through the
-            policy model, see :func:`on_policy_states`); None: the policy's setting.
+        calculator: write every ``<<expr=value>>`` result during decode (see
+            :mod:`qstar_native.policy.calculator`); None: the policy's setting.
+        concurrency: questions searched at once by :meth:`solve_many`.
 
     Example:
         >>> solver = Solver.from_pretrained()  # the embedded default  # doctest: +SKIP
@@ -332,13 +309,13 @@ class Solver:
         max_tokens: int | None = None,
         seed: int = 0,
         calculator: bool | None = None,
+        concurrency: int = 16,
     ) -> None:
-        setup = search_setup(policy, qvm, seed=seed, temperature=temperature, process_reward=process_reward, calculator=calculator)
-        self.policy, self.setup, self.seed = policy, setup, int(seed)
-        self.step_policy = setup.step_policy
+        self.policy, self.seed, self.concurrency = policy, int(seed), concurrency
+        self.setup = search_setup(policy, qvm, seed=seed, temperature=temperature, process_reward=process_reward, calculator=calculator)
         self.method = QStar(
-            lam=lam, k=k, aggregate=aggregate, reward=setup.reward, value=setup.value, temperature=setup.temperature,
-            max_steps=policy.settings.max_steps, batch_size=batch_size, max_expansions=max_expansions, max_tokens=max_tokens,
+            lam=lam, k=k, aggregate=aggregate, temperature=self.setup.temperature, max_steps=policy.settings.max_steps,
+            batch_size=batch_size, max_expansions=max_expansions, max_tokens=max_tokens,
         )  # fmt: skip
 
     @classmethod
@@ -355,22 +332,31 @@ class Solver:
     def solve(self, question: str, *, seed: int | None = None) -> SolveResult:
         """Searches for the best reasoning path for ``question`` (the whole tree is kept, for
         :meth:`SolveResult.write_tree`)."""
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError("question must be a non-empty string")
-        self.step_policy.reset_cache()
-        root = self.policy.encode(self.policy.prompt(question))
-        result, _ = self.method.search(self.step_policy, root, seed=self.seed if seed is None else seed, keep_tree=True)
-        tree = result.tree or []
-        texts = {t.record.id: self.policy.decode(t.step) for t in tree}
+        return self.solve_many([question], seed=seed)[0]
+
+    def solve_many(self, questions: Sequence[str], *, seed: int | None = None) -> list[SolveResult]:
+        """Solves several questions together (many in flight, one model call per round)."""
+        for i, q in enumerate(questions):
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError(f"question {i} must be a non-empty string")
+        config = self.method.config
+        seed = self.seed if seed is None else seed
+        searches = [Search(self.policy.encode(self.policy.prompt(q)), config, seed=seed, keep_tree=True) for q in questions]
+        results: list[Any] = [None] * len(questions)
+        scheduler = Scheduler(self.setup.expand, concurrency=self.concurrency)
+        for i, res in scheduler.run(single(s) for s in searches):
+            results[i] = self._result(questions[i], res)
+        return results
+
+    def _result(self, question: str, result: SearchResult) -> SolveResult:
+        tree: list[Node] = result.tree or []
+        texts = {n.id: self.policy.decode(n.step) for n in tree}
         texts[0] = question
         steps: list[SolvedStep] = []
         if result.best is not None:
-            node = result.best.node_id
-            while node > 0:  # walk up from the solution; each node's record has its own g and f
-                rec = tree[node].record
-                steps.append(SolvedStep(texts[node], rec.reward, rec.g, rec.h, rec.f))
-                node = rec.parent
-            steps.reverse()
+            for node_id in result.engine.path(result.best.node_id)[1:]:
+                n = tree[node_id]
+                steps.append(SolvedStep(texts[node_id], n.reward, n.g, n.h, n.f))
         answer = extract_answer("".join(s.text for s in steps)) if steps else None
         return SolveResult(question, steps, answer, result, texts)
 

@@ -39,7 +39,7 @@ from .engine import Engine
 from .prefix_cache import PrefixCache
 from .types import SearchResult, Solution, Step, TokenArray, Tokens, as_tokens
 
-__all__ = ["Expand", "Job", "Scheduler", "Search", "result_of"]
+__all__ = ["Expand", "Job", "PolicyExpand", "Scheduler", "Scorer", "Search", "Solutions", "result_of", "single"]
 
 Expand = Callable[[Batch], Union[Steps, Sequence[Sequence[Step]]]]
 """Takes a batch of nodes, returns their proposed and scored steps: a :class:`Steps`, or one
@@ -62,6 +62,47 @@ class Search:
         object.__setattr__(self, "root", as_tokens(self.root, "root"))
         if not isinstance(self.config, SearchConfig):
             raise TypeError(f"config must be a SearchConfig, got {type(self.config).__name__}")
+
+
+Scorer = Callable[[Batch, Steps], tuple[np.ndarray, np.ndarray]]
+"""``(batch, steps) -> (reward, q)``: one float per step each (see :mod:`qstar_native.value.scorers`)."""
+
+
+class PolicyExpand:
+    """``policy.propose`` then ``scorer``: the expand callback of a policy (any object with
+    ``propose(batch) -> Steps``). Without a scorer, reward = the step's log-probability, q = 0.
+    Carries the policy's prefix cache (if any), so the scheduler links engines to it; pins of
+    steps a failed scorer leaves behind are released."""
+
+    def __init__(self, policy: Any, scorer: Scorer | None = None) -> None:
+        if not callable(getattr(policy, "propose", None)):
+            raise TypeError(f"policy must have propose(batch) -> Steps, got {type(policy).__name__}")
+        if scorer is not None and not callable(scorer):
+            raise TypeError(f"scorer must be callable (batch, steps) -> (reward, q), got {type(scorer).__name__}")
+        self.policy, self.scorer, self.cache = policy, scorer, getattr(policy, "cache", None)
+
+    def __call__(self, batch: Batch) -> Steps:
+        steps = self.policy.propose(batch)
+        try:
+            if self.scorer is None:
+                steps.reward = steps.logprob.copy()
+            else:
+                reward, q = self.scorer(batch, steps)
+                steps.reward, steps.q = _scores(reward, len(steps), "reward"), _scores(q, len(steps), "q")
+        except BaseException:
+            if steps.kv_handles is not None and self.cache is not None:
+                for h in steps.kv_handles:
+                    if h >= 0:
+                        self.cache.unpin(int(h))
+            raise
+        return steps
+
+
+def _scores(x: Any, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.shape != (n,):
+        raise ValueError(f"the scorer returned {name} of shape {arr.shape} for {n} steps; return one float per step")
+    return arr
 
 
 Job = Generator[Union[Search, list[Search]], Union[SearchResult, list[SearchResult]], Any]
@@ -273,7 +314,3 @@ class Solutions(Sequence[Solution]):
 def single(search: Search) -> Job:
     """The job of one search: returns its result."""
     return (yield search)
-
-
-def as_search(root: Tokens, config: SearchConfig, **kw: Any) -> Search:
-    return Search(as_tokens(root, "root"), config, **kw)

@@ -1,21 +1,45 @@
-"""What every ``qstar`` command shares: options, loading the policy and the task, errors."""
+"""What every ``qstar`` command shares: its options, and turning library errors into one line.
+
+Commands parse and check everything they can (methods, ranges, data files, output paths) before
+loading a model, then call library functions; no algorithm lives here.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RESERVED_EVAL_SEEDS = range(0, 1000)
-"""GSM-Symbolic seeds kept for evaluation: never train or label on them."""
-CHECKED_EVAL_SEEDS = range(0, 20)
-"""Held-out seeds whose questions are removed from training problems (the evaluation uses these)."""
-
 
 class CLIError(Exception):
     """A user error: printed as ``qstar: error: ...`` with exit status 2, no traceback."""
+
+
+def finite(text: str) -> float:
+    """argparse type: a finite float."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not finite; give a finite number")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    return v
 
 
 def add_common(p: argparse.ArgumentParser, *, model: bool = True) -> None:
@@ -23,22 +47,12 @@ def add_common(p: argparse.ArgumentParser, *, model: bool = True) -> None:
         p.add_argument("--model", metavar="DIR", help="Hugging Face causal-LM directory (default: the embedded default policy)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:0 or auto (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def add_calculator(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calculator", choices=("on", "off"), default=None,
-                   help="make every <<expr=value>> result exact after each step (default: the policy's qstar.json; the embedded default: on)")
-
-
-def search_options(args: argparse.Namespace) -> dict[str, Any]:
-    """--temperature, --process-reward and --calculator as arguments of
-    :func:`qstar_native.pretrained.search_setup` (unset: the policy's qstar.json)."""
-    return {
-        "temperature": args.temperature,
-        "process_reward": "default" if args.process_reward is None else {"none": None}.get(args.process_reward, args.process_reward),
-        "calculator": None if args.calculator is None else args.calculator == "on",
-    }
+                   help="write every <<expr=value>> result during decode (default: the policy's qstar.json; the embedded default: on)")
 
 
 def add_search(p: argparse.ArgumentParser) -> None:
@@ -46,20 +60,47 @@ def add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qvm", metavar="DIR", help="Q-value model directory (default: the embedded one with the default policy; 'none' for h = 0)")
     p.add_argument("--process-reward", choices=("annotations", "grounded", "none"), default=None,
                    help="g's step reward: annotations (-1 per wrong <<expr=value>>), grounded (also -1 per operand the context never states), none (default: the policy's qstar.json)")
-    p.add_argument("--k", type=int, default=4, help="next steps proposed per expansion (default 4)")
-    p.add_argument("--lam", type=float, default=1.0, help="weight of h in f = g + lam*h (default 1)")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the policy's qstar.json)")
+    p.add_argument("--k", type=positive_int, default=4, help="next steps proposed per expansion (default 4)")
+    p.add_argument("--lam", type=finite, default=1.0, help="weight of h in f = g + lam*h (default 1)")
+    p.add_argument("--temperature", type=finite, default=None, help="sampling temperature (default: the policy's qstar.json)")
+    p.add_argument("--concurrency", type=positive_int, default=None, help="searches in flight at once (default 16 on CPU, 64 on GPU)")
     add_calculator(p)
 
 
-def load_qvm(args: argparse.Namespace, policy: Any) -> tuple[Any, str]:
-    """The QVM named by --qvm (default: the embedded one with the embedded policy) and its name."""
+def search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--temperature, --process-reward and --calculator as arguments of
+    :func:`qstar_native.pretrained.search_setup` (unset: the policy's qstar.json)."""
+    if args.temperature is not None and args.temperature < 0:
+        raise CLIError(f"--temperature must be >= 0 (0 is greedy), got {args.temperature}")
+    return {
+        "temperature": args.temperature,
+        "process_reward": "default" if args.process_reward is None else {"none": None}.get(args.process_reward, args.process_reward),
+        "calculator": None if args.calculator is None else args.calculator == "on",
+    }
+
+
+def concurrency(args: argparse.Namespace) -> int:
+    if args.concurrency is not None:
+        return int(args.concurrency)
+    return 64 if str(args.device).startswith("cuda") else 16
+
+
+def qvm_name(args: argparse.Namespace) -> str:
+    """The QVM directory --qvm names ("none" when there is none): by default the embedded QVM
+    with the embedded policy, none with a user's model."""
     from ..pretrained import DEFAULT_QVM_DIR
+
+    if args.qvm is not None:
+        return str(args.qvm)
+    return str(DEFAULT_QVM_DIR) if args.model is None and DEFAULT_QVM_DIR.is_dir() else "none"
+
+
+def load_qvm(args: argparse.Namespace, policy: Any) -> Any:
     from ..pretrained import load_qvm as load
 
-    name = args.qvm if args.qvm is not None else (str(DEFAULT_QVM_DIR) if args.model is None and DEFAULT_QVM_DIR.is_dir() else "none")
+    name = qvm_name(args)
     try:
-        return (None if name == "none" else load(name, policy)), name
+        return None if name == "none" else load(name, policy)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(f"--qvm: {e}") from None
 
@@ -68,7 +109,7 @@ def add_task(p: argparse.ArgumentParser, *, seeds: str) -> None:
     p.add_argument("--task", default="gsm-symbolic", help="task: gsm-symbolic (default); with --data: gsm8k or math")
     p.add_argument("--data", metavar="FILE", help="JSONL problems in GSM8K format (question, answer with '#### N'), or MATH with --task math")
     p.add_argument("--seeds", default=seeds, help=f"GSM-Symbolic seeds START:STOP, 100 problems each (default {seeds})")
-    p.add_argument("--n", type=int, default=None, help="use only the first N problems")
+    p.add_argument("--n", "--limit", dest="n", type=positive_int, default=None, help="use only the first N problems")
 
 
 def parse_range(text: str, name: str) -> range:
@@ -86,10 +127,23 @@ def setup_torch(args: argparse.Namespace) -> None:
     import torch
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise CLIError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+
+
+def policy_settings(args: argparse.Namespace) -> Any:
+    """The policy directory's ``qstar.json`` settings, read without loading the model."""
+    from ..pretrained import DEFAULT_POLICY_DIR, PolicySettings
+
+    directory = Path(args.model) if args.model is not None else DEFAULT_POLICY_DIR
+    if not directory.is_dir():
+        raise CLIError(f"--model {directory}: no such directory; pass a directory written by save_pretrained (config.json, weights, tokenizer)")
+    if not (directory / "config.json").is_file():
+        raise CLIError(f"--model {directory}: no config.json, so not a Hugging Face model directory (save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir))")
+    try:
+        return PolicySettings.read(directory)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def load_policy(args: argparse.Namespace) -> Any:
@@ -98,7 +152,6 @@ def load_policy(args: argparse.Namespace) -> Any:
     from ..pretrained import load_policy as load
 
     hf_logging.disable_progress_bar()  # a 1 MB model needs no "Loading weights" bar
-
     try:
         return load(args.model, device=args.device)
     except (FileNotFoundError, ValueError) as e:
@@ -107,51 +160,45 @@ def load_policy(args: argparse.Namespace) -> Any:
 
 @dataclass
 class LoadedTask:
-    """The task adapted to the policy's tokens, its problems, and the source (prompt text etc.)."""
+    """The problems, their source (prompt text etc.) and a name; ``task(policy)`` adapts the
+    source to the policy's tokens."""
 
-    task: Any  # MathTask
+    source: Any
     problems: list[Any]
     name: str
 
+    def task(self, policy: Any) -> Any:
+        from ..tasks.math_task import MathTask
 
-def load_task(args: argparse.Namespace, policy: Any, *, purpose: str) -> LoadedTask:
-    """``purpose``: "eval" warns on seeds outside the held-out range, "train" refuses held-out seeds."""
-    from ..tasks import DatasetFormatError, GsmSymbolic, ProblemSet, load_gsm8k_jsonl, load_math_jsonl
-    from ..tasks.math_task import MathTask
+        return MathTask(self.source, encode=policy.encode)
 
-    template = policy.settings.prompt_template
-    if args.data is not None:
-        loaders = {"gsm8k": load_gsm8k_jsonl, "gsm-symbolic": load_gsm8k_jsonl, "math": load_math_jsonl}
-        if args.task not in loaders:
-            raise CLIError(f"unknown --task {args.task!r} for --data; pick one of {sorted(loaders)}")
-        if not Path(args.data).is_file():
-            raise CLIError(f"--data {args.data}: no such file")
+
+def load_task(args: argparse.Namespace, settings: Any, *, purpose: str) -> LoadedTask:
+    """The problems named by --task/--data/--seeds/--n (``purpose``: "eval" warns on seeds past
+    the held-out range, "train" refuses held-out seeds)."""
+    from ..tasks.load import ProblemSourceError, load_problems
+
+    seeds = None if args.data is not None else parse_range(args.seeds, "--seeds")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
-            source: Any = ProblemSet(loaders[args.task](args.data), template)
-        except (DatasetFormatError, ValueError) as e:
-            raise CLIError(f"--data: {e}") from None
-        problems = list(source.problems)
-        name = Path(args.data).name
-    else:
-        if args.task != "gsm-symbolic":
-            raise CLIError(f"unknown --task {args.task!r}; pick gsm-symbolic, or gsm8k / math with --data FILE")
-        seeds = parse_range(args.seeds, "--seeds")
-        overlap = [s for s in seeds if s in RESERVED_EVAL_SEEDS]
-        if purpose == "train" and overlap:
-            raise CLIError(f"--seeds {args.seeds} overlaps seeds 0..999, reserved for evaluation; label and train on seeds >= 1000 (e.g. --seeds 2000:2003)")
-        if purpose == "eval" and len(overlap) < len(seeds):
-            print(f"qstar: warning: --seeds {args.seeds} goes past 0..999, the held-out range; the default policy trained on seeds 1000..1435", file=sys.stderr)
-        source = GsmSymbolic(prompt_template=template)
-        problems = list(source.problems(seeds))
-        if purpose == "train":  # a few templates repeat questions across seeds: keep held-out ones out
-            held_out = {p.question for p in source.problems(CHECKED_EVAL_SEEDS)}
-            kept = [p for p in problems if p.question not in held_out]
-            if len(kept) < len(problems):
-                print(f"qstar: dropped {len(problems) - len(kept)} problems whose question also occurs in held-out seeds {CHECKED_EVAL_SEEDS.start}..{CHECKED_EVAL_SEEDS.stop - 1}", file=sys.stderr)
-            problems = kept
-        name = f"gsm-symbolic seeds {seeds.start}:{seeds.stop}"
-    if args.n is not None:
-        if args.n < 1:
-            raise CLIError(f"--n must be >= 1, got {args.n}")
-        problems = problems[: args.n]
-    return LoadedTask(MathTask(source, encode=policy.encode), problems, name)
+            src = load_problems(task=args.task, data=args.data, seeds=seeds, n=args.n, purpose=purpose, prompt_template=settings.prompt_template)
+        except ProblemSourceError as e:
+            raise CLIError(f"--{'data' if args.data is not None else 'seeds' if 'seeds' in str(e) else 'task'}: {e}") from None
+    for w in caught:
+        print(f"qstar: warning: {w.message}", file=sys.stderr)
+    return LoadedTask(src.task, src.problems, src.name)
+
+
+def writable(path: str | None, name: str) -> None:
+    """An output path must be creatable now, before any model loads."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise CLIError(f"{name} {path} is a directory; give a file path")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise CLIError(f"{name} {path}: the folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise CLIError(f"{name} {path}: not writable")

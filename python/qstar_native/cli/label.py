@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import time
 
-from .common import CLIError, add_calculator, add_common, add_task, load_policy, load_task, setup_torch
+from .common import CLIError, add_calculator, add_common, add_task, finite, load_policy, load_task, policy_settings, positive_int, setup_torch, writable
 
 EXAMPLES = """examples:
   qstar label --seeds 2000:2003 --out labels.jsonl
+  qstar label --seeds 2000:2003 --siblings 4 --rollouts 8 --out labels.jsonl    # sibling steps too
   qstar label --model my_model --data train.jsonl --task gsm8k --rollouts 8 --out labels.jsonl
 """
 
@@ -17,46 +18,48 @@ EXAMPLES = """examples:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "label", help="label (state, step) pairs with Q-values by best of rollouts",
-        description="Samples solutions from the policy, then labels every (state, next step) along them "
-        "with the best outcome of --rollouts policy rollouts from the state after the step. Rows are "
-        "appended to --out (JSONL) as they finish; rerunning resumes.",
+        description="Samples solutions from the policy, then labels every (state, next step) along them (and, with "
+        "--siblings, further steps proposed at the same states) with the best outcome of --rollouts policy rollouts "
+        "from the state after the step. Rows are appended to --out (JSONL) as they finish; rerunning resumes.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     add_task(p, seeds="2000:2003")
     add_common(p)
     add_calculator(p)
     p.add_argument("--out", required=True, help="label file (JSONL), created or resumed")
-    p.add_argument("--trajectories", type=int, default=4, help="solutions sampled per problem (default 4)")
-    p.add_argument("--rollouts", type=int, default=4, help="rollouts per (state, step) (default 4)")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
-    p.add_argument("--chunk", type=int, default=20, help="problems labelled together (default 20)")
+    p.add_argument("--trajectories", type=positive_int, default=4, help="solutions sampled per problem (default 4)")
+    p.add_argument("--rollouts", type=positive_int, default=4, help="rollouts per (state, step) (default 4)")
+    p.add_argument("--siblings", type=int, default=0, help="further steps proposed at each state and labelled too (default 0)")
+    p.add_argument("--temperature", type=finite, default=0.7, help="sampling temperature (default 0.7)")
+    p.add_argument("--chunk", type=positive_int, default=20, help="problems labelled together (default 20)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..labels import LabelWriter, best_of_rollouts, sample_trajectories, state_actions
-    from ..pretrained import search_setup
+    from ..labels import LabelWriter, label_problems
+    from ..labels.rows import read_labels
 
-    for name in ("trajectories", "rollouts", "chunk"):
-        if getattr(args, name) < 1:
-            raise CLIError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.siblings < 0:
+        raise CLIError(f"--siblings must be >= 0, got {args.siblings}")
+    if args.temperature < 0:
+        raise CLIError(f"--temperature must be >= 0, got {args.temperature}")
+    writable(args.out, "--out")
+    try:
+        if os.path.exists(args.out):
+            read_labels(args.out)  # a data file given by mistake fails here, before the model loads
+    except ValueError as e:
+        raise CLIError(f"--out {args.out} is not a label file ({e}); give a new path or a file written by qstar label") from None
+    settings = policy_settings(args)
+    loaded = load_task(args, settings, purpose="train")
     setup_torch(args)
     policy = load_policy(args)
-    loaded = load_task(args, policy, purpose="train")
     calculator = None if args.calculator is None else args.calculator == "on"  # unset: the policy's qstar.json
-    step_policy = search_setup(policy, seed=args.seed, calculator=calculator).step_policy
-    max_steps = policy.settings.max_steps
-    start, n_rows, positive = time.perf_counter(), 0, 0
+    hf = policy.hf_policy(calculator=calculator, seed=args.seed)
+    start = time.perf_counter()
     with LabelWriter(args.out) as writer:
-        for lo in range(0, len(loaded.problems), args.chunk):
-            chunk = loaded.problems[lo : lo + args.chunk]
-            step_policy.reset_cache()
-            trajectories = sample_trajectories(loaded.task, step_policy, chunk, n=args.trajectories, temperature=args.temperature, seed=args.seed, max_steps=max_steps)
-            items = state_actions(trajectories)
-            rows = best_of_rollouts(items, step_policy, loaded.task.outcome, n=args.rollouts, temperature=args.temperature, max_steps=max_steps, seed=args.seed, writer=writer, progress=False)
-            n_rows += len(rows)
-            positive += sum(r.label >= 1.0 for r in rows)
-            print(json.dumps({"problems": lo + len(chunk), "of": len(loaded.problems), "rows": n_rows, "positive": positive,
-                              "tokens_generated": step_policy.tokens_generated, "seconds": round(time.perf_counter() - start, 1)}), flush=True)
-    print(f"{n_rows} labels ({positive} with a successful rollout) for {len(loaded.problems)} problems ({loaded.name}) in {args.out}")
+        run_ = label_problems(loaded.task(policy), hf, loaded.problems, writer=writer, trajectories=args.trajectories, rollouts=args.rollouts,
+                              siblings=args.siblings, temperature=args.temperature, max_steps=settings.max_steps, seed=args.seed,
+                              chunk=args.chunk)  # fmt: skip
+    print(f"{run_.rows} labels ({run_.positive} with a successful rollout) for {run_.problems} problems ({loaded.name}) in {args.out}, "
+          f"{time.perf_counter() - start:.0f} s, {hf.tokens_generated} tokens generated")  # fmt: skip
     return 0

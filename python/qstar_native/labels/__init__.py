@@ -16,12 +16,13 @@ Example:
 """
 
 from .fqi import Fit, QFn, fitted_q_iteration, iteration_method
-from .items import StateAction, Trajectory, sample_trajectories, state_actions
-from .rollout_labels import Outcome, best_of_rollouts, stronger_model_completion
+from .items import StateAction, Trajectory, sample_trajectories, sibling_items, state_actions
+from .rollout_labels import LabelRun, Outcome, best_of_rollouts, label_problems, stronger_model_completion
 from .rows import LabelRow, LabelWriter, RowKey, read_labels
 
 __all__ = [
     "Fit",
+    "LabelRun",
     "LabelRow",
     "LabelWriter",
     "Outcome",
@@ -33,7 +34,9 @@ __all__ = [
     "fitted_q_iteration",
     "iteration_method",
     "read_labels",
+    "label_problems",
     "sample_trajectories",
+    "sibling_items",
     "state_actions",
     "stronger_model_completion",
 ]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..protocols import StepPolicy, check_proposals
+from ..protocols import Policy
+from ..rollout import propose_many
 from ._loop import check_batch_size, label_items
 from .items import StateAction
 from .rollout_labels import Outcome
@@ -46,7 +47,7 @@ def _zero_q(items: Sequence[StateAction]) -> list[float]:
 
 def fitted_q_iteration(
     items: Sequence[StateAction],
-    policy: StepPolicy,
+    policy: Policy,
     outcome: Outcome,
     *,
     fit: Fit,
@@ -101,8 +102,7 @@ def fitted_q_iteration(
         need = [it for it in batch if not it.candidate.terminal and id(it) not in successors]
         for lo in range(0, len(need), batch_size):
             chunk = need[lo : lo + batch_size]
-            ks = [k] * len(chunk)
-            props = check_proposals(policy, policy.propose([it.next_state for it in chunk], ks, temperature=temperature, seed=seed), ks)
+            props = propose_many(policy, [it.next_state for it in chunk], k, temperature=temperature, seed=seed)
             for it, steps in zip(chunk, props):
                 successors[id(it)] = [StateAction(it.question_id, it.problem, it.root, it.steps + (it.candidate,), s) for s in steps]
         return [[] if it.candidate.terminal else successors[id(it)] for it in batch]

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ..engine import as_tokens
-from ..protocols import StepPolicy, Task
-from ..rollout import extend, rollout_many
-from ..types import TokenArray
+from ..protocols import Policy, Task
+from ..rollout import extend, propose_many, rollout_many
+from ..types import TokenArray, as_tokens
 from .rows import LabelRow, RowKey
 
-__all__ = ["StateAction", "Trajectory", "sample_trajectories", "state_actions"]
+__all__ = ["StateAction", "Trajectory", "sample_trajectories", "sibling_items", "state_actions"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def state_actions(trajectories: Iterable[Trajectory]) -> list[StateAction]:
 
 def sample_trajectories(
     task: Task,
-    policy: StepPolicy,
+    policy: Policy,
     problems: Sequence[Any],
     *,
     n: int,
@@ -111,3 +110,32 @@ def sample_trajectories(
         for leaf in out.leaves
         if leaf.steps
     ]
+
+
+def sibling_items(items: Sequence[StateAction], policy: Policy, *, k: int, temperature: float, seed: int) -> list[StateAction]:
+    """``items`` plus, for every state among them, up to ``k`` further candidate steps the policy
+    proposes there (its siblings), deduplicated by text. Labels of siblings are what teach a QVM
+    to tell good steps from bad ones at the same state, not just easy questions from hard ones.
+
+    The proposals use their own seed stream (``seed + 1``), so they are fresh samples, not the
+    trajectory's own step again by construction.
+    """
+    out: list[StateAction] = []
+    seen: set[RowKey] = set()
+    states: dict[tuple[str, tuple[str, ...]], StateAction] = {}
+    for it in items:
+        key = it.key("")
+        if key not in seen:
+            seen.add(key)
+            out.append(it)
+        states.setdefault((it.question_id, tuple(s.text for s in it.steps)), it)
+    reps = list(states.values())
+    proposals = propose_many(policy, [it.state for it in reps], k, temperature=temperature, seed=seed + 1)
+    for it, steps in zip(reps, proposals):
+        for step in steps:
+            sib = StateAction(it.question_id, it.problem, it.root, it.steps, step)
+            key = sib.key("")
+            if key not in seen:
+                seen.add(key)
+                out.append(sib)
+    return out

@@ -12,16 +12,17 @@ through :class:`~qstar_native.labels.LabelWriter`, so an interrupted run resumes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ..protocols import StepPolicy
+from ..protocols import Policy
 from ..rollout import rollout_many
 from ..types import Tokens
 from ._loop import label_items
 from .items import StateAction
 from .rows import LabelRow, LabelWriter
 
-__all__ = ["Outcome", "best_of_rollouts", "stronger_model_completion"]
+__all__ = ["LabelRun", "Outcome", "best_of_rollouts", "label_problems", "stronger_model_completion"]
 
 Outcome = Callable[[Any, str], float]
 """``outcome(problem, completion_text) -> reward`` (e.g. ``MathTask.outcome``)."""
@@ -29,7 +30,7 @@ Outcome = Callable[[Any, str], float]
 
 def _rollout_outcomes(
     items: list[StateAction],
-    policy: StepPolicy,
+    policy: Policy,
     outcome: Outcome,
     *,
     n: int,
@@ -56,7 +57,7 @@ def _rollout_outcomes(
 
 def best_of_rollouts(
     items: Sequence[StateAction],
-    policy: StepPolicy,
+    policy: Policy,
     outcome: Outcome,
     *,
     n: int,
@@ -76,7 +77,7 @@ def best_of_rollouts(
         outcome: ``outcome(problem, completion_text) -> reward``.
         n: rollouts per item. temperature: sampling temperature (the paper: 0.9 math, 0.2 code).
         max_steps: steps per rollout; a rollout cut off here is scored as it stands.
-        seed: sampling seed; with a StepPolicy honouring the protocol's contract, labels depend
+        seed: sampling seed; with a Policy honouring the protocol's contract, labels depend
             only on (item, n, temperature, seed), so resumed runs match uninterrupted ones.
         writer: where rows go (and are resumed from); None keeps them in memory.
         batch_size: items rolled out together.
@@ -94,7 +95,7 @@ def best_of_rollouts(
 
 def stronger_model_completion(
     items: Sequence[StateAction],
-    strong_policy: StepPolicy,
+    strong_policy: Policy,
     outcome: Outcome,
     *,
     max_steps: int,
@@ -123,3 +124,58 @@ def stronger_model_completion(
 
     meta = {"completions": n, "temperature": temperature, "seed": seed, "model": type(strong_policy).__name__}
     return label_items(items, label, method=method, writer=writer, batch_size=batch_size, progress=progress, meta=meta)
+
+
+@dataclass(frozen=True)
+class LabelRun:
+    """What :func:`label_problems` made: rows (all of them, old and new) and how many are positive."""
+
+    rows: int
+    positive: int
+    problems: int
+
+
+def label_problems(
+    task: Any,
+    policy: Policy,
+    problems: Sequence[Any],
+    *,
+    writer: LabelWriter,
+    trajectories: int = 4,
+    rollouts: int = 4,
+    siblings: int = 0,
+    temperature: float = 0.7,
+    max_steps: int = 12,
+    seed: int = 0,
+    chunk: int = 20,
+    progress: bool = True,
+) -> LabelRun:
+    """Best-of-rollouts labels for problems, chunk by chunk (``qstar label``): ``trajectories``
+    sampled solutions per problem, every (state, step) along them, plus ``siblings`` further
+    proposals at each of those states, each labelled by ``rollouts`` rollouts. Rows go to
+    ``writer`` as they finish; a rerun resumes."""
+    from .._progress import progress_bar
+    from .items import sample_trajectories, sibling_items, state_actions
+
+    for name, v in (("trajectories", trajectories), ("rollouts", rollouts), ("chunk", chunk)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if isinstance(siblings, bool) or not isinstance(siblings, int) or siblings < 0:
+        raise ValueError(f"siblings must be an int >= 0 (extra proposals per state), got {siblings!r}")
+    bar = progress_bar(len(problems), "label", progress)
+    rows, positive = 0, 0
+    try:
+        for lo in range(0, len(problems), chunk):
+            part = problems[lo : lo + chunk]
+            trajs = sample_trajectories(task, policy, part, n=trajectories, temperature=temperature, seed=seed, max_steps=max_steps)
+            items = state_actions(trajs)
+            if siblings:
+                items = sibling_items(items, policy, k=siblings, temperature=temperature, seed=seed)
+            made = best_of_rollouts(items, policy, task.outcome, n=rollouts, temperature=temperature, max_steps=max_steps, seed=seed,
+                                    writer=writer, progress=False)  # fmt: skip
+            rows += len(made)
+            positive += sum(r.label >= 1.0 for r in made)
+            bar.update(len(part))
+    finally:
+        bar.close()
+    return LabelRun(rows, positive, len(problems))

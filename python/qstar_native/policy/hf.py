@@ -36,6 +36,7 @@ import torch
 
 from ..batch import Batch, Steps
 from ..prefix_cache import CacheFullError, PrefixCache
+from ..scheduler import PolicyExpand, Scorer
 from ..types import Tokens, as_tokens
 from .calculator import Calculator
 from .decode import FINISH, Decoder, Retired
@@ -44,8 +45,6 @@ from .runner import ModelRunner
 from .sampling import node_seed
 from .working_kv import WorkingKV
 
-Scorer = Callable[[Batch, Steps], tuple[np.ndarray, np.ndarray]]
-"""``(batch, steps) -> (reward, q)``: one float per step each (see :mod:`qstar_native.value.scorers`)."""
 DEFAULT_KV_CAPACITY = 4 * 2**30
 INITIAL_KV_BYTES = 32 * 2**20
 
@@ -207,7 +206,7 @@ class HFPolicy:
 
     # ---- the policy ------------------------------------------------------------------------
 
-    def as_expand(self, scorer: Scorer | None = None) -> "PolicyExpand":
+    def as_expand(self, scorer: Scorer | None = None) -> PolicyExpand:
         """An expand callback for :class:`~qstar_native.Searcher` and the scheduler: propose,
         then ``scorer`` gives each step its reward and q (default: reward = log-probability,
         q = 0). It carries the policy's prefix cache, so engines pin their nodes' KV in it."""
@@ -405,38 +404,6 @@ class HFPolicy:
             dev = self.runner.device
             kv = self.work.row_columns(torch.from_numpy(np.concatenate(rows)).to(dev), torch.from_numpy(np.concatenate(cols)).to(dev))
             self.pool.scatter(torch.from_numpy(np.concatenate(slots)).to(dev), kv)
-
-
-class PolicyExpand:
-    """``policy.as_expand(scorer)``: batch -> scored :class:`Steps`, carrying the policy's cache."""
-
-    def __init__(self, policy: HFPolicy, scorer: Scorer | None) -> None:
-        if scorer is not None and not callable(scorer):
-            raise TypeError(f"scorer must be callable (batch, steps) -> (reward, q), got {type(scorer).__name__}")
-        self.policy, self.scorer, self.cache = policy, scorer, policy.cache
-
-    def __call__(self, batch: Batch) -> Steps:
-        steps = self.policy.propose(batch)
-        try:
-            if self.scorer is None:
-                steps.reward = steps.logprob.copy()
-            else:
-                reward, q = self.scorer(batch, steps)
-                steps.reward, steps.q = _scores(reward, len(steps), "reward"), _scores(q, len(steps), "q")
-        except BaseException:
-            if steps.kv_handles is not None:
-                for h in steps.kv_handles:
-                    if h >= 0:
-                        self.cache.unpin(int(h))
-            raise
-        return steps
-
-
-def _scores(x: Any, n: int, name: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.shape != (n,):
-        raise ValueError(f"the scorer returned {name} of shape {arr.shape} for {n} steps; return one float per step")
-    return arr
 
 
 def _check_int(value: object, name: str, low: int) -> None:

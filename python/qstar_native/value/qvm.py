@@ -8,7 +8,8 @@ Two ways to get that hidden state:
   trunk or causal LM) reads question + steps + candidate.
 
 Both end in :func:`qstar_native.kernels.qhead.score_qhead` (the Triton kernel on CUDA, its torch
-reference elsewhere), so for the same weights and the same hidden states the two modes agree.
+reference elsewhere), so for the same weights and the same hidden states the two modes agree. They
+return q only, the search's h: g and f = g + lambda * h are the C++ engine's.
 
 NOTE: sequence mode runs right-padded batches with an attention mask; it does not reuse prefix KV.
 The policy's KV pool holds the *policy's* keys and values, useless to a backbone with other
@@ -22,7 +23,7 @@ and ``backbone.*``).
 Example:
     >>> import torch
     >>> qvm = QValueModel(hidden_size=8, head="mlp", mlp_width=4, out_act="sigmoid")
-    >>> q, f = qvm.score_hidden(torch.randn(3, 8), g=torch.tensor([0.0, -1.0, 0.5]), lam=1.0)
+    >>> q = qvm.score_hidden(torch.randn(3, 8))
     >>> q.shape, bool(((q > 0) & (q < 1)).all())
     (torch.Size([3]), True)
 """
@@ -38,9 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine import as_tokens
 from ..kernels.qhead import QHead, score_qhead
-from ..types import Tokens
+from ..types import Tokens, as_tokens
 
 HeadKind = Literal["linear", "mlp"]
 CONFIG_NAME = "config.json"
@@ -144,24 +144,14 @@ class QValueModel(nn.Module):
             eps=self.eps,
         )
 
-    def score_hidden(
-        self,
-        hidden: torch.Tensor,
-        g: torch.Tensor | Sequence[float] | None = None,
-        lam: float = 1.0,
-        *,
-        backend: str = "auto",
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores N candidates from their last-token hidden states ``[N, H]``; returns fp32
-        ``(q [N], f [N])`` with ``f = g + lam * q`` (``g`` defaults to 0).
+    def score_hidden(self, hidden: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+        """Scores N candidates from their last-token hidden states ``[N, H]``: returns q, fp32 ``[N]``.
 
         Differentiable with ``backend="torch"`` (train the head with it). Raises ValueError on an
         empty batch, a width other than the head's, or a NaN/inf hidden state (naming the row).
 
-        >>> qvm = QValueModel(hidden_size=4)
-        >>> q, f = qvm.score_hidden(torch.zeros(2, 4), g=[1.0, 2.0], lam=0.5)
-        >>> f.tolist()
-        [1.0, 2.0]
+        >>> QValueModel(hidden_size=4).score_hidden(torch.zeros(2, 4)).tolist()  # b1 starts at 0
+        [0.0, 0.0]
         """
         if not isinstance(hidden, torch.Tensor):
             raise TypeError(f"hidden must be a torch.Tensor [N, {self.hidden_size}], got {type(hidden).__name__}")
@@ -177,11 +167,7 @@ class QValueModel(nn.Module):
             )
         dev = self.w1.device
         hidden = hidden.to(dev).contiguous()
-        g_t = torch.zeros(n, dtype=torch.float32, device=dev) if g is None else torch.as_tensor(g, dtype=torch.float32, device=dev)
-        if g_t.shape != (n,):
-            raise ValueError(f"g must hold one value per candidate, shape [{n}], got shape {tuple(g_t.shape)}")
-        last = torch.arange(n, device=dev)
-        return score_qhead(hidden, last, self.qhead, g_t.contiguous(), float(lam), backend=backend)
+        return score_qhead(hidden, torch.arange(n, device=dev), self.qhead, backend=backend)
 
     # ---- sequence mode ----------------------------------------------------------------------
 
@@ -231,22 +217,14 @@ class QValueModel(nn.Module):
             last = bb(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
         return last
 
-    def score_sequences(
-        self,
-        seqs: Sequence[Tokens],
-        g: torch.Tensor | Sequence[float] | None = None,
-        lam: float = 1.0,
-        *,
-        batch_size: int = 16,
-        backend: str = "auto",
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_sequences(self, seqs: Sequence[Tokens], *, batch_size: int = 16, backend: str = "auto") -> torch.Tensor:
         """Scores full states (question + steps + candidate, as token ids) with the backbone;
-        returns ``(q [N], f [N])`` like :meth:`score_hidden`."""
-        return self.score_hidden(self.hidden_states(seqs, batch_size=batch_size), g, lam, backend=backend)
+        returns q, fp32 ``[N]``, like :meth:`score_hidden`."""
+        return self.score_hidden(self.hidden_states(seqs, batch_size=batch_size), backend=backend)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """q for hidden states ``[N, H]`` (differentiable torch path, for training)."""
-        return self.score_hidden(hidden, backend="torch")[0]
+        return self.score_hidden(hidden, backend="torch")
 
     # ---- save / load ------------------------------------------------------------------------
 

@@ -1,50 +1,51 @@
-"""Step scorers: give each proposed child its process reward R (aggregated into g) and its Q (its h).
+"""Step scorers: give each proposed step its process reward R (aggregated into g by the engine)
+and its Q (the child's h). Arrays in, arrays out.
 
 A *scorer* is what ``HFPolicy.as_expand(scorer)`` takes::
 
-    scorer(nodes, candidates) -> (rewards, qs)      # rewards[i][j], qs[i][j]: candidate j of node i
+    scorer(batch, steps) -> (reward, q)      # float64 arrays, one entry per step
 
-It is built by :func:`compose` from two simpler parts, each returning one float per candidate:
+It is built by :func:`compose` from two parts of the same shape, ``(batch, steps) -> array``:
 
-- a reward function (:data:`RewardFn`): :func:`logprob_reward`, :class:`PRMScorer`,
-  :func:`code_syntax_reward`, :func:`annotation_step_reward`, or any callable;
-- a value function (:data:`ValueFn`): :class:`QVMScorer`, or any callable.
+- a reward function: :func:`logprob_reward`, :class:`annotation_step_reward`,
+  :class:`code_syntax_reward`, :class:`PRMScorer`, or any callable;
+- a q function: :class:`QVMScorer`, or any callable.
 
-:func:`compose` checks every part's output (one list per node, one finite float per candidate) and
-raises :class:`ScorerOutputError` naming the part and the counts, because ``zip`` downstream would
-otherwise drop or misalign children silently. :func:`scored_expand` makes a Searcher expand
-callback from any ``propose(nodes) -> candidates`` and a scorer, with the same checks.
+:func:`compose` checks each part's output once per batch (one finite float per step) and raises
+:class:`ScorerOutputError` naming the part. Text rules read ``steps.texts`` and decode a node's
+state once per batch; :class:`QVMScorer` reads ``steps.hidden``, the policy's own hidden states,
+so scoring costs no forward pass.
 
-Example (candidates only need the attributes a part reads):
-
-    >>> from types import SimpleNamespace as C
-    >>> score = compose(reward=logprob_reward)
-    >>> score([None], [[C(logprob=-0.5), C(logprob=-2.0)]])
-    ([[-0.5, -2.0]], [[0.0, 0.0]])
+Example:
+    >>> import numpy as np
+    >>> from qstar_native.batch import Batch, Steps
+    >>> steps = Steps([2], np.array([5, 6], np.int32), [1, 1], logprob=[-0.5, -2.0])
+    >>> compose(reward=logprob_reward)(Batch.of_states([[1]]), steps)
+    (array([-0.5, -2. ]), array([0., 0.]))
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
 
-from ..searcher import ExpandFn
-from ..types import Child, Node
+from ..batch import Batch, Steps
 from .qvm import QValueModel
 
-Candidates = Sequence[Sequence[Any]]
-"""Per node, its proposed candidates (``qstar_native.policy.Candidate`` or any object with the
-attributes a scorer reads: ``tokens``, ``text``, ``logprob``, ``hidden``, ``terminal``)."""
-RewardFn = Callable[[list[Node], Candidates], Sequence[Sequence[float]]]
-"""``(nodes, candidates) -> rewards``: one step reward per candidate of each node."""
-ValueFn = Callable[[list[Node], Candidates], Sequence[Sequence[float]]]
-"""``(nodes, candidates) -> qs``: one Q value per candidate of each node."""
-Scorer = Callable[[list[Node], Candidates], tuple[list[list[float]], list[list[float]]]]
-"""``(nodes, candidates) -> (rewards, qs)``, as ``HFPolicy.as_expand`` takes."""
-Decode = Callable[[list[int]], str]
+__all__ = [
+    "PRMScorer", "QVMScorer", "RewardFn", "Scorer", "ScorerOutputError", "ValueFn", "annotation_step_reward",
+    "code_syntax_reward", "compose", "logprob_reward", "step_states",
+]  # fmt: skip
+
+RewardFn = Callable[[Batch, Steps], Any]
+"""``(batch, steps) -> rewards``: one step reward per step."""
+ValueFn = Callable[[Batch, Steps], Any]
+"""``(batch, steps) -> q``: one Q value per step."""
+Scorer = Callable[[Batch, Steps], tuple[np.ndarray, np.ndarray]]
+"""``(batch, steps) -> (rewards, q)``, as ``HFPolicy.as_expand`` takes."""
+Decode = Callable[[Any], str]
 
 
 class ScorerOutputError(ValueError):
@@ -55,134 +56,78 @@ def _name(fn: object) -> str:
     return getattr(fn, "__name__", None) or repr(fn)
 
 
-def check_output(fn: object, out: object, candidates: Candidates, what: str = "values") -> list[list[float]]:
-    """``out`` as lists of floats, one per candidate of each node, or ScorerOutputError naming
-    ``fn`` and the counts."""
-    name = _name(fn)
-    if out is None or not hasattr(out, "__len__"):
-        raise ScorerOutputError(f"scorer {name} returned {type(out).__name__}; return one list of {what} per node")
-    if len(out) != len(candidates):
-        raise ScorerOutputError(f"scorer {name} returned {len(out)} lists of {what} for {len(candidates)} nodes; return one list per node")
-    result = []
-    for i, (vals, cands) in enumerate(zip(out, candidates)):
-        if not hasattr(vals, "__len__") or len(vals) != len(cands):
-            got = len(vals) if hasattr(vals, "__len__") else type(vals).__name__
-            raise ScorerOutputError(f"scorer {name} returned {got} {what} for node {i}, which has {len(cands)} candidates; return one per candidate")
-        row = [float(v) for v in vals]
-        for j, v in enumerate(row):
-            if not math.isfinite(v):
-                raise ScorerOutputError(f"scorer {name} returned {v} for candidate {j} of node {i}; {what} must be finite")
-        result.append(row)
-    return result
+def check_output(fn: object, out: object, n: int, what: str) -> np.ndarray:
+    """``out`` as a float64 array of ``n`` finite values, or ScorerOutputError naming ``fn``."""
+    try:
+        arr = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ScorerOutputError(f"scorer {_name(fn)} returned {type(out).__name__} ({e}); return one float of {what} per step") from None
+    if arr.shape != (n,):
+        raise ScorerOutputError(f"scorer {_name(fn)} returned {what} of shape {arr.shape} for {n} steps; return one float per step")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if len(bad):
+        raise ScorerOutputError(f"scorer {_name(fn)} returned {arr[bad[0]]} for step {int(bad[0])}; {what} must be finite")
+    return arr
 
 
-def _zeros(nodes: list[Node], candidates: Candidates) -> list[list[float]]:
-    return [[0.0] * len(cs) for cs in candidates]
+class compose:  # noqa: N801 - used like a function: compose(reward=..., q=...)
+    """A :data:`Scorer` from a reward function and a q function (each checked; an omitted one
+    gives 0.0 for every step).
 
-
-class compose:  # noqa: N801 - used like a function: compose(reward=..., value=...)
-    """A :data:`Scorer` from a reward function and a value function (each checked; either
-    omitted gives 0.0 for every candidate).
-
-    >>> from types import SimpleNamespace as C
-    >>> bad = compose(value=lambda nodes, cands: [[1.0]])
-    >>> bad([None], [[C(), C()]])
+    >>> import numpy as np
+    >>> from qstar_native.batch import Batch, Steps
+    >>> bad = compose(q=lambda batch, steps: [1.0])
+    >>> bad(Batch.of_states([[1]]), Steps([2], np.array([5, 6], np.int32), [1, 1]))
     Traceback (most recent call last):
     ...
-    qstar_native.value.scorers.ScorerOutputError: scorer <lambda> returned 1 q values for node 0, which has 2 candidates; return one per candidate
+    qstar_native.value.scorers.ScorerOutputError: scorer <lambda> returned q of shape (1,) for 2 steps; return one float per step
     """
 
-    def __init__(self, reward: RewardFn | None = None, value: ValueFn | None = None) -> None:
-        for arg, fn in (("reward", reward), ("value", value)):
+    def __init__(self, reward: RewardFn | None = None, q: ValueFn | None = None) -> None:
+        for arg, fn in (("reward", reward), ("q", q)):
             if fn is not None and not callable(fn):
-                raise TypeError(f"{arg} must be callable (nodes, candidates) -> one float per candidate, got {type(fn).__name__}")
-        self.reward, self.value = reward, value
+                raise TypeError(f"{arg} must be callable (batch, steps) -> one float per step, got {type(fn).__name__}")
+        self.reward, self.q = reward, q
 
-    def __call__(self, nodes: list[Node], candidates: Candidates) -> tuple[list[list[float]], list[list[float]]]:
-        if len(nodes) != len(candidates):
-            raise ValueError(f"got {len(candidates)} candidate lists for {len(nodes)} nodes; pass one list per node")
-        rewards = _zeros(nodes, candidates) if self.reward is None else check_output(self.reward, self.reward(nodes, candidates), candidates, "rewards")
-        qs = _zeros(nodes, candidates) if self.value is None else check_output(self.value, self.value(nodes, candidates), candidates, "q values")
-        return rewards, qs
+    def __call__(self, batch: Batch, steps: Steps) -> tuple[np.ndarray, np.ndarray]:
+        n = len(steps)
+        reward = np.zeros(n) if self.reward is None or n == 0 else check_output(self.reward, self.reward(batch, steps), n, "rewards")
+        q = np.zeros(n) if self.q is None or n == 0 else check_output(self.q, self.q(batch, steps), n, "q")
+        return reward, q
 
     def __repr__(self) -> str:
-        return f"compose(reward={_name(self.reward)}, value={_name(self.value)})"
+        return f"compose(reward={_name(self.reward)}, q={_name(self.q)})"
 
 
-def scored_expand(propose: Callable[[list[Node]], Candidates], scorer: Scorer) -> ExpandFn:
-    """A Searcher expand callback: ``propose`` the candidates of a batch, ``scorer`` them, build
-    Children (tokens, reward, q, terminal). Both outputs are count-checked.
-
-    ``HFPolicy.as_expand(scorer)`` does the same for HFPolicy; this works with any proposer.
-    """
-
-    def expand(nodes: list[Node]) -> list[list[Child]]:
-        cands = propose(nodes)
-        if cands is None or len(cands) != len(nodes):
-            got = "None" if cands is None else f"{len(cands)} candidate lists"
-            raise ScorerOutputError(f"propose {_name(propose)} returned {got} for {len(nodes)} nodes")
-        rewards, qs = scorer(nodes, cands)
-        rewards = check_output(scorer, rewards, cands, "rewards")
-        qs = check_output(scorer, qs, cands, "q values")
-        return [
-            [Child(c.tokens, reward=r, q=q, terminal=bool(c.terminal)) for c, r, q in zip(cs, rs, qq)]
-            for cs, rs, qq in zip(cands, rewards, qs)
-        ]
-
-    return expand
+def step_states(batch: Batch, steps: Steps) -> list[np.ndarray]:
+    """Each step's child state: its node's state followed by the step's tokens."""
+    off, node = steps.offsets, steps.node_index
+    return [np.concatenate([batch.state(int(node[i])), steps.tokens[off[i] : off[i + 1]]]) for i in range(len(steps))]
 
 
 # ---- process rewards ------------------------------------------------------------------------
 
 
-def logprob_reward(nodes: list[Node], candidates: Candidates) -> list[list[float]]:
-    """Reward = the step's log-probability under the policy (``Candidate.logprob``)."""
-    return [[float(c.logprob) for c in cs] for cs in candidates]
+def logprob_reward(batch: Batch, steps: Steps) -> np.ndarray:
+    """Reward = the step's log-probability under the policy."""
+    return steps.logprob
 
 
-def _steps_tokens(node: Node, cand: Any) -> list[int]:
-    """The token ids of all steps so far plus the candidate (the root's tokens excluded)."""
-    parts = [np.asarray(s) for s in node.steps] + [np.asarray(cand.tokens)]
-    return np.concatenate(parts).astype(np.int64).tolist()
-
-
-class code_syntax_reward:  # noqa: N801 - a reward function with settings
-    """The paper's MBPP process reward: -0.5 when Python's tokenizer fails on the code so far
-    (``prefix`` + every step + the candidate, decoded), else 0. Aggregate it with ``"last"``.
+class annotation_step_reward:  # noqa: N801 - a reward function with settings
+    """GSM8K-style process reward of a step: ``penalty`` per wrong ``<<expr=value>>`` annotation
+    (see :func:`qstar_native.tasks.annotation_reward`); with ``grounded=True`` also ``penalty`` per
+    operand the question and the steps so far never state (see
+    :func:`qstar_native.tasks.grounding.grounding_reward`; each node's state is decoded once).
 
     >>> import numpy as np
-    >>> from types import SimpleNamespace as C
+    >>> from qstar_native.batch import Batch, Steps
     >>> decode = lambda ids: "".join(map(chr, ids))
-    >>> node = C(steps=[np.array([ord(c) for c in "x = (1,\\n"])])
-    >>> code_syntax_reward(decode)([node], [[C(tokens=[ord(c) for c in " 2)\\n"]), C(tokens=[ord("\\n")])]])
-    [[0.0, -0.5]]
-    """
-
-    def __init__(self, decode: Decode, *, prefix: str = "") -> None:
-        if not callable(decode):
-            raise TypeError("decode must be callable: token ids -> text (e.g. tokenizer.decode)")
-        self.decode, self.prefix = decode, prefix
-        self.__name__ = "code_syntax_reward"
-
-    def __call__(self, nodes: list[Node], candidates: Candidates) -> list[list[float]]:
-        from ..tasks.code import syntax_reward
-
-        return [[syntax_reward(self.prefix + self.decode(_steps_tokens(n, c))) for c in cs] for n, cs in zip(nodes, candidates)]
-
-
-class annotation_step_reward:  # noqa: N801
-    """GSM8K-style process reward of a candidate step: ``penalty`` per wrong ``<<expr=value>>``
-    annotation (see :func:`qstar_native.tasks.annotation_reward`); with ``grounded=True`` also
-    ``penalty`` per operand the question and the steps so far never state (see
-    :func:`qstar_native.tasks.grounding.grounding_reward`; the node's tokens are decoded for it).
-
-    >>> import numpy as np
-    >>> from types import SimpleNamespace as C
-    >>> decode = lambda ids: "".join(map(chr, ids))
-    >>> node = C(tokens=np.array([ord(c) for c in "Ann has 17 cats and 25 dogs.\\n"]))
-    >>> steps = [C(tokens=[ord(c) for c in s]) for s in ("<<17+25=42>>42\\n", "<<17+26=43>>43\\n", "<<17+25=43>>43\\n")]
-    >>> annotation_step_reward(decode)([node], [steps]), annotation_step_reward(decode, grounded=True)([node], [steps])
-    ([[0.0, 0.0, -1.0]], [[0.0, -1.0, -1.0]])
+    >>> enc = lambda s: [ord(c) for c in s]
+    >>> batch = Batch.of_states([enc("Ann has 17 cats and 25 dogs.\\n")])
+    >>> texts = ["<<17+25=42>>42\\n", "<<17+26=43>>43\\n", "<<17+25=43>>43\\n"]
+    >>> steps = Steps([3], np.array(sum(map(enc, texts), []), np.int32), [len(t) for t in texts], texts=texts)
+    >>> annotation_step_reward(decode)(batch, steps).tolist(), annotation_step_reward(decode, grounded=True)(batch, steps).tolist()
+    ([0.0, 0.0, -1.0], [0.0, -1.0, -1.0])
     """
 
     def __init__(self, decode: Decode, *, penalty: float = -1.0, grounded: bool = False) -> None:
@@ -191,28 +136,69 @@ class annotation_step_reward:  # noqa: N801
         self.decode, self.penalty, self.grounded = decode, float(penalty), bool(grounded)
         self.__name__ = "annotation_step_reward" + ("_grounded" if grounded else "")
 
-    def __call__(self, nodes: list[Node], candidates: Candidates) -> list[list[float]]:
+    def __call__(self, batch: Batch, steps: Steps) -> np.ndarray:
         from ..tasks.annotations import annotation_reward
         from ..tasks.grounding import grounding_reward
 
-        dec, out = self.decode, []
-        for node, cs in zip(nodes, candidates):
-            context = dec(np.asarray(node.tokens).tolist()) if self.grounded else ""
-            row = []
-            for c in cs:
-                text = dec(np.asarray(c.tokens).tolist())
-                r = annotation_reward(text, penalty=self.penalty)
-                if self.grounded:
-                    r += grounding_reward(context, text, penalty=self.penalty)
-                row.append(r)
-            out.append(row)
+        texts = _texts(steps, self.decode)
+        node = steps.node_index
+        contexts: dict[int, str] = {}
+        out = np.zeros(len(steps))
+        for i, text in enumerate(texts):
+            r = annotation_reward(text, penalty=self.penalty)
+            if self.grounded:
+                j = int(node[i])
+                if j not in contexts:
+                    contexts[j] = self.decode(batch.state(j).tolist())
+                r += grounding_reward(contexts[j], text, penalty=self.penalty)
+            out[i] = r
         return out
+
+
+class code_syntax_reward:  # noqa: N801 - a reward function with settings
+    """The paper's MBPP process reward: -0.5 when Python's tokenizer fails on the code so far
+    (``prefix`` + the node's steps + the step, decoded; the root's tokens are the prompt and are
+    left out), else 0. Aggregate it with ``"last"``.
+
+    >>> import numpy as np
+    >>> from qstar_native.batch import Batch, Steps
+    >>> enc = lambda s: [ord(c) for c in s]
+    >>> batch = Batch.of_states([enc("x = (1,\\n")])   # bare states: all of it is code
+    >>> steps = Steps([2], np.array(enc(" 2)\\n") + enc("\\n"), np.int32), [4, 1])
+    >>> code_syntax_reward(lambda ids: "".join(map(chr, ids)))(batch, steps).tolist()
+    [0.0, -0.5]
+    """
+
+    def __init__(self, decode: Decode, *, prefix: str = "") -> None:
+        if not callable(decode):
+            raise TypeError("decode must be callable: token ids -> text (e.g. tokenizer.decode)")
+        self.decode, self.prefix = decode, prefix
+        self.__name__ = "code_syntax_reward"
+
+    def __call__(self, batch: Batch, steps: Steps) -> np.ndarray:
+        from ..tasks.code import syntax_reward
+
+        roots = batch.root_lengths()
+        off, node = steps.offsets, steps.node_index
+        out = np.zeros(len(steps))
+        for i in range(len(steps)):
+            j = int(node[i])
+            code = np.concatenate([batch.state(j)[roots[j] :], steps.tokens[off[i] : off[i + 1]]])
+            out[i] = syntax_reward(self.prefix + self.decode(code.tolist()))
+        return out
+
+
+def _texts(steps: Steps, decode: Decode) -> list[str]:
+    if steps.texts is not None:
+        return steps.texts
+    off = steps.offsets
+    return [decode(steps.tokens[off[i] : off[i + 1]].tolist()) for i in range(len(steps))]
 
 
 class PRMScorer:
     """A process reward model: a Hugging Face sequence-classification model (a trunk plus a
-    ``score`` head, e.g. ``LlamaForSequenceClassification``) read at the last token of question +
-    steps + candidate.
+    ``score`` head, e.g. ``LlamaForSequenceClassification``) read at the last token of the child
+    state (question + steps + the step).
 
     The trunk's hidden state at that token goes through ``model.score`` here rather than through
     the model's own pooling, which finds the last token by ``pad_token_id`` and so misreads a
@@ -291,20 +277,19 @@ class PRMScorer:
             out.extend(vals.tolist())
         return out
 
-    def __call__(self, nodes: list[Node], candidates: Candidates) -> list[list[float]]:
-        seqs = [np.concatenate([n.tokens, np.asarray(c.tokens, dtype=np.int32)]) for n, cs in zip(nodes, candidates) for c in cs]
-        flat = self.score_sequences(seqs) if seqs else []
-        return _unflatten(flat, candidates)
+    def __call__(self, batch: Batch, steps: Steps) -> np.ndarray:
+        return np.asarray(self.score_sequences(step_states(batch, steps)) if len(steps) else [], dtype=np.float64)
 
 
 # ---- values ---------------------------------------------------------------------------------
 
 
 class QVMScorer:
-    """Q of each candidate from a :class:`QValueModel`, all candidates of a batch in one call.
+    """Q of each step from a :class:`QValueModel`, all steps of a batch in one call.
 
-    ``mode="hidden"``: from ``Candidate.hidden`` (``HFPolicy(return_hidden=True)``), no forward
-    pass. ``mode="sequence"``: the QVM's own backbone reads node tokens + candidate tokens.
+    ``mode="hidden"``: from ``steps.hidden``, the policy's own final hidden state at each step's
+    last token (no forward pass). ``mode="sequence"``: the QVM's own backbone reads each child
+    state (question + steps + the step).
     """
 
     def __init__(self, qvm: QValueModel, mode: Literal["hidden", "sequence"] = "hidden", *, batch_size: int = 16) -> None:
@@ -318,24 +303,13 @@ class QVMScorer:
         self.__name__ = f"QVMScorer({mode})"
 
     @torch.no_grad()
-    def __call__(self, nodes: list[Node], candidates: Candidates) -> list[list[float]]:
-        flat = [(n, c) for n, cs in zip(nodes, candidates) for c in cs]
-        if not flat:
-            return _zeros(nodes, candidates)
+    def __call__(self, batch: Batch, steps: Steps) -> np.ndarray:
+        if len(steps) == 0:
+            return np.zeros(0)
         if self.mode == "hidden":
-            missing = [i for i, (_, c) in enumerate(flat) if getattr(c, "hidden", None) is None]
-            if missing:
-                raise ValueError(f"{len(missing)} candidates carry no hidden state: create the HFPolicy with return_hidden=True, or use QVMScorer(mode='sequence')")
-            q, _ = self.qvm.score_hidden(torch.stack([c.hidden for _, c in flat]))
+            if steps.hidden is None:
+                raise ValueError("the steps carry no hidden states: score HFPolicy proposals, or use QVMScorer(mode='sequence')")
+            q = self.qvm.score_hidden(steps.hidden)
         else:
-            seqs = [np.concatenate([n.tokens, np.asarray(c.tokens, dtype=np.int32)]) for n, c in flat]
-            q, _ = self.qvm.score_sequences(seqs, batch_size=self.batch_size)
-        return _unflatten(q.tolist(), candidates)
-
-
-def _unflatten(flat: Sequence[float], candidates: Candidates) -> list[list[float]]:
-    out, k = [], 0
-    for cs in candidates:
-        out.append([float(v) for v in flat[k : k + len(cs)]])
-        k += len(cs)
-    return out
+            q = self.qvm.score_sequences(step_states(batch, steps), batch_size=self.batch_size)
+        return q.double().cpu().numpy()

@@ -6,9 +6,10 @@ candidate, what :meth:`QValueModel.score_sequences` reads) or precomputed hidden
 - :meth:`TrainData.from_items`: the ``(items, rows)`` the labellers return (``rows[i]`` labels
   ``items[i]``); sequences are ``item.next_state``, exactly the tokens the policy produced, so no
   re-tokenisation. The preferred way.
-- :meth:`TrainData.from_rows`: rows read back from a JSONL file, re-encoded as
-  ``encode(question_text(question_id) + "".join(steps) + candidate)``. Tokenising the joined text
-  can differ from the policy's step-by-step tokens at step boundaries; prefer ``from_items``.
+- :meth:`TrainData.from_rows`: rows read back from a JSONL file, re-encoded piece by piece
+  (prompt, each step, the candidate), as the policy produced them; a step whose text the
+  tokenizer splits differently from the sampled tokens can still differ, so prefer
+  ``from_items`` when the items are at hand.
 - :meth:`TrainData.from_features`: hidden states ``[N, H]`` you already have (policy hidden
   states, synthetic data).
 
@@ -54,10 +55,9 @@ import torch
 from torch.nn import functional as F
 
 from .._progress import progress_bar
-from ..engine import as_tokens
 from ..kernels.qhead import score_qhead
 from ..labels import LabelRow, StateAction
-from ..types import TokenArray, Tokens
+from ..types import TokenArray, Tokens, as_tokens
 from .metrics import positive_score_by_depth, question_mean_auc, rank_auc, sibling_auc, sibling_auc_ci, sibling_pair_count
 from .qvm import QValueModel
 from .ranking import RANK_LOSSES, group_batches, group_index, rank_loss, state_id
@@ -212,11 +212,22 @@ class TrainData:
 
     @classmethod
     def from_rows(cls, rows: Sequence[LabelRow], *, encode: Callable[[str], Tokens], question_text: Callable[[str], str]) -> "TrainData":
-        """From rows alone (e.g. ``read_labels(path)``): ``encode(question_text(qid) + steps +
-        candidate)``, with ``question_text`` the prompt text of a question id. See the module
-        note on tokenisation."""
+        """From rows alone (e.g. ``read_labels(path)``): the prompt (``question_text`` of the
+        question id), each step and the candidate encoded one piece at a time, as the policy
+        produced them. See the module note on tokenisation."""
         rows = list(rows)
-        seqs = tuple(as_tokens(encode(question_text(r.question_id) + "".join(r.steps) + r.candidate), f"encoding of row {i}") for i, r in enumerate(rows))
+        prompts: dict[str, list[int]] = {}
+        pieces: dict[str, list[int]] = {}
+
+        def enc(text: str, cache: dict[str, list[int]]) -> list[int]:
+            if text not in cache:
+                cache[text] = [int(t) for t in encode(text)]
+            return cache[text]
+
+        seqs = tuple(
+            as_tokens(enc(question_text(r.question_id), prompts) + [t for piece in (*r.steps, r.candidate) for t in enc(piece, pieces)], f"encoding of row {i}")
+            for i, r in enumerate(rows)
+        )
         return cls(torch.tensor([r.label for r in rows], dtype=torch.float32), tuple(r.question_id for r in rows), seqs=seqs, **_groups(rows))
 
     @classmethod
@@ -321,8 +332,7 @@ def _loss(qvm: QValueModel, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     """The objective on features ``x``: ``pointwise_weight`` x MSE of q (or BCE on the logit, see
     TrainConfig) plus ``rank_weight`` x the ranking term on the pre-activation among ``groups``."""
     n = x.shape[0]
-    zeros = torch.zeros(n, device=x.device)
-    pre, _ = score_qhead(x, torch.arange(n, device=x.device), qvm.qhead._replace(out_act="identity"), zeros, 0.0, backend="torch", check=False)
+    pre = score_qhead(x, torch.arange(n, device=x.device), qvm.qhead._replace(out_act="identity"), backend="torch", check=False)
     terms = []  # TrainConfig ensures at least one
     if cfg.pointwise_weight > 0:
         point = F.binary_cross_entropy_with_logits(pre, y) if cfg.loss == "bce" else F.mse_loss(_OUT[qvm.out_act](pre), y)
@@ -411,7 +421,7 @@ def train_qvm(
     @torch.no_grad()
     def evaluate(idx: list[int]) -> tuple[float, torch.Tensor]:
         x = features(idx, grad=False)
-        return float(_loss(qvm, x, y[idx], cfg, groups_of(idx))), qvm.score_hidden(x, backend="torch")[0]
+        return float(_loss(qvm, x, y[idx], cfg, groups_of(idx))), qvm.score_hidden(x, backend="torch")
 
     head_names = {n for n, _ in qvm.named_parameters() if not n.startswith("backbone.")}
     params = [p for n, p in qvm.named_parameters() if cfg.train_backbone or n in head_names]
@@ -534,8 +544,8 @@ class QVMFit:
             if not xs:
                 return []
             if self.featurize is not None:
-                return qvm.score_hidden(torch.as_tensor(self.featurize(xs), dtype=torch.float32))[0].tolist()
-            return qvm.score_sequences([x.next_state for x in xs], batch_size=self.batch_size)[0].tolist()
+                return qvm.score_hidden(torch.as_tensor(self.featurize(xs), dtype=torch.float32)).tolist()
+            return qvm.score_sequences([x.next_state for x in xs], batch_size=self.batch_size).tolist()
 
         return q_fn
 
