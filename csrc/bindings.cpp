@@ -306,6 +306,10 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "release", [](Engine& e, CArray<int64_t> ids) { nogil([&] { return e.release(ids.data(), static_cast<size_t>(ids.size())); }); },
           py::arg("ids"))
+      .def("shed_pins", [](Engine& e) {
+        py::gil_scoped_release nogil;
+        return e.shed_pins();
+      })
       .def_property_readonly("done", &Engine::done)
       .def_property_readonly("stop_reason", [](const Engine& e) { return std::string(to_string(e.stop_reason())); })
       .def_property_readonly("solutions", [](const Engine& e) { return to_numpy(e.solutions()); })

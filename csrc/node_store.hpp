@@ -1,10 +1,18 @@
-// The node arena: every node ever generated, addressed by a dense id (its index). Step tokens live
-// in one flat token arena; a node refers to its step by (offset, length). Nothing is freed until
-// the engine is dropped, so ids and paths stay valid for the whole search (pruned nodes included).
+// The node arena: every node ever generated, addressed by a dense id. Nodes live in fixed-size
+// blocks and step tokens in fixed-size chunks (a step is contiguous in one chunk; a step longer
+// than a chunk gets a chunk of its own), so growing never moves or copies what is stored: no
+// reallocation spikes, every page is touched once, and a node's token pointer stays valid.
+// Nothing is freed until the engine is dropped, so ids and paths stay valid for the whole search
+// (pruned nodes included). Keys (keyed searches only) live in a side table that stays empty in
+// unkeyed searches.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "types.hpp"
@@ -17,7 +25,7 @@ struct Node {
   NodeStatus status = NodeStatus::Open;
   bool terminal = false;
   bool has_key = false;
-  uint64_t token_offset = 0;  // the step's tokens: tokens[token_offset, token_offset + token_count)
+  const Token* tokens = nullptr;  // the step's tokens: tokens[0, token_count), in the store's arena
   uint32_t token_count = 0;
   uint64_t state_hash = 0;  // hash of the full token sequence (root + all steps), or of the key
   uint64_t state_length = 0;  // tokens of the full state (root + all steps); see state_length()
@@ -29,41 +37,45 @@ struct Node {
   double h = 0.0;
   double f = 0.0;
 };
+static_assert(std::is_trivially_copyable_v<Node> && std::is_trivially_destructible_v<Node>,
+              "nodes are stored in raw blocks");
 
 class NodeStore {
  public:
   NodeId add(const Node& n, const Token* step, uint32_t count) {
-    Node copy = n;
-    copy.token_offset = tokens_.size();
-    copy.token_count = count;
-    tokens_.insert(tokens_.end(), step, step + count);
-    nodes_.push_back(copy);
-    keys_.emplace_back();
-    return static_cast<NodeId>(nodes_.size() - 1);
+    if ((size_ & kBlockMask) == 0) blocks_.emplace_back(new Slot[kBlockSize]);  // uninitialized
+    Node* slot = ::new (static_cast<void*>(&blocks_.back()[size_ & kBlockMask])) Node(n);
+    slot->tokens = append_tokens(step, count);
+    slot->token_count = count;
+    return static_cast<NodeId>(size_++);
   }
 
   // Points a node at a new step (used when a duplicate state is re-parented under a better path).
   void set_step(NodeId id, const Token* step, uint32_t count) {
-    Node& n = nodes_[id];
-    n.token_offset = tokens_.size();
+    Node& n = (*this)[id];
+    n.tokens = append_tokens(step, count);
     n.token_count = count;
-    tokens_.insert(tokens_.end(), step, step + count);
   }
 
   void set_key(NodeId id, std::string key) {
+    if (static_cast<size_t>(id) >= keys_.size()) keys_.resize(static_cast<size_t>(id) + 1);
     keys_[id] = std::move(key);
-    nodes_[id].has_key = true;
+    (*this)[id].has_key = true;
   }
 
-  bool contains(NodeId id) const { return id >= 0 && static_cast<size_t>(id) < nodes_.size(); }
-  Node& operator[](NodeId id) { return nodes_[id]; }
-  const Node& operator[](NodeId id) const { return nodes_[id]; }
-  size_t size() const { return nodes_.size(); }
-  const Token* step_tokens(NodeId id) const { return tokens_.data() + nodes_[id].token_offset; }
-  const std::string& key(NodeId id) const { return keys_[id]; }
+  bool contains(NodeId id) const { return id >= 0 && static_cast<size_t>(id) < size_; }
+  Node& operator[](NodeId id) {
+    auto i = static_cast<size_t>(id);
+    return *std::launder(reinterpret_cast<Node*>(&blocks_[i >> kBlockBits][i & kBlockMask]));
+  }
+  const Node& operator[](NodeId id) const {
+    auto i = static_cast<size_t>(id);
+    return *std::launder(reinterpret_cast<const Node*>(&blocks_[i >> kBlockBits][i & kBlockMask]));
+  }
+  size_t size() const { return size_; }
+  const Token* step_tokens(NodeId id) const { return (*this)[id].tokens; }
+  const std::string& key(NodeId id) const { return keys_[id]; }  // only when has_key
 
-  // Root-first full token sequence of a node's state.
-  std::vector<Token> state_tokens(NodeId id) const;
   // Root-first list of node ids on the path to id (inclusive).
   std::vector<NodeId> path(NodeId id) const;
   // Total number of tokens of a node's state, without materializing it. O(1), except in keyed
@@ -72,10 +84,35 @@ class NodeStore {
   void mark_keyed() { keyed_ = true; }
 
  private:
+  static constexpr size_t kBlockBits = 12;  // 4096 nodes (~400 KiB) per block
+  static constexpr size_t kBlockSize = size_t{1} << kBlockBits;
+  static constexpr size_t kBlockMask = kBlockSize - 1;
+  static constexpr size_t kChunkTokens = size_t{1} << 16;  // 256 KiB per token chunk
+  struct Slot {
+    alignas(Node) unsigned char bytes[sizeof(Node)];
+  };
+
+  const Token* append_tokens(const Token* step, size_t count) {
+    if (count > chunk_left_) {
+      size_t size = count > kChunkTokens ? count : kChunkTokens;
+      chunks_.emplace_back(new Token[size]);  // uninitialized
+      chunk_next_ = chunks_.back().get();
+      chunk_left_ = size;
+    }
+    Token* out = chunk_next_;
+    if (count) std::memcpy(out, step, count * sizeof(Token));
+    chunk_next_ += count;
+    chunk_left_ -= count;
+    return out;
+  }
+
   bool keyed_ = false;
-  std::vector<Node> nodes_;
-  std::vector<Token> tokens_;
-  std::vector<std::string> keys_;
+  size_t size_ = 0;
+  std::vector<std::unique_ptr<Slot[]>> blocks_;
+  std::vector<std::unique_ptr<Token[]>> chunks_;
+  Token* chunk_next_ = nullptr;
+  size_t chunk_left_ = 0;
+  std::vector<std::string> keys_;  // by id, up to the last keyed node
 };
 
 }  // namespace qstar

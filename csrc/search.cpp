@@ -34,42 +34,16 @@ const char* to_string(StopReason r) {
 
 std::vector<NodeId> NodeStore::path(NodeId id) const {
   std::vector<NodeId> out;
-  for (NodeId n = id; n != kNoNode; n = nodes_[n].parent) out.push_back(n);
+  for (NodeId n = id; n != kNoNode; n = (*this)[n].parent) out.push_back(n);
   std::reverse(out.begin(), out.end());
   return out;
 }
 
 uint64_t NodeStore::state_length(NodeId id) const {
-  if (!keyed_) return nodes_[id].state_length;
+  if (!keyed_) return (*this)[id].state_length;
   uint64_t len = 0;
-  for (NodeId n = id; n != kNoNode; n = nodes_[n].parent) len += nodes_[n].token_count;
+  for (NodeId n = id; n != kNoNode; n = (*this)[n].parent) len += (*this)[n].token_count;
   return len;
-}
-
-std::vector<Token> NodeStore::state_tokens(NodeId id) const {
-  std::vector<Token> out;
-  out.reserve(state_length(id));
-  for (NodeId n : path(id)) {
-    const Token* t = step_tokens(n);
-    out.insert(out.end(), t, t + nodes_[n].token_count);
-  }
-  return out;
-}
-
-// ---- StateTable ---------------------------------------------------------------------------
-
-NodeId StateTable::find_tokens(const NodeStore& store, uint64_t hash, NodeId parent, const Token* step,
-                               size_t count) const {
-  auto [lo, hi] = by_hash_.equal_range(hash);
-  if (lo == hi) return kNoNode;
-  // Confirm each candidate by comparing full sequences: the hash alone is never trusted.
-  std::vector<Token> wanted = store.state_tokens(parent);
-  wanted.insert(wanted.end(), step, step + count);
-  for (auto it = lo; it != hi; ++it) {
-    if (store.state_length(it->second) != wanted.size()) continue;
-    if (store.state_tokens(it->second) == wanted) return it->second;
-  }
-  return kNoNode;
 }
 
 // ---- Engine -------------------------------------------------------------------------------
@@ -102,7 +76,8 @@ Status Engine::validate(const EngineConfig& c) {
   return Status::ok();
 }
 
-Engine::Engine(EngineConfig config, std::shared_ptr<PrefixCache> cache) : config_(config), cache_(std::move(cache)) {}
+Engine::Engine(EngineConfig config, std::shared_ptr<PrefixCache> cache)
+    : config_(config), cache_(std::move(cache)), frontier_(config.frontier_capacity != kUnlimited) {}
 
 Engine::~Engine() {
   if (!cache_) return;
@@ -187,6 +162,7 @@ std::vector<NodeId> Engine::select(int64_t k) {
   Timer t(&stats_.engine_seconds);
   std::vector<NodeId> out;
   if (done_locked() || !has_root_) return out;
+  out.reserve(static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(frontier_.size()))));
   while (static_cast<int64_t>(out.size()) < k && !frontier_.empty()) {
     const FrontierEntry top = frontier_.best();
     Node& n = store_[top.id];
@@ -215,8 +191,15 @@ std::vector<NodeId> Engine::select(int64_t k) {
 
 // ---- expand -------------------------------------------------------------------------------
 
-Status Engine::validate_batch(const ChildBatch& b) const {
-  std::unordered_set<NodeId> seen;
+// Every check of an expand call, in a fixed order (the first failure is reported). Messages are
+// built only on failure; the happy path allocates nothing.
+Status Engine::validate_batch(const ChildBatch& b) {
+  // A parent seen earlier in this call has seen_[id] == seen_stamp_ (no per-call set to allocate).
+  if (++seen_stamp_ == 0) {
+    std::fill(seen_.begin(), seen_.end(), 0u);
+    seen_stamp_ = 1;
+  }
+  if (seen_.size() < store_.size()) seen_.resize(std::max(store_.size(), 2 * seen_.size()), 0u);
   int64_t total_children = 0;
   for (size_t j = 0; j < b.num_parents; ++j) {
     NodeId p = b.parents[j];
@@ -228,8 +211,9 @@ Status Engine::validate_batch(const ChildBatch& b) const {
       return Status::invalid_argument("node " + std::to_string(p) + why + " (status " +
                                       to_string(store_[p].status) + "); expand each selected node exactly once");
     }
-    if (!seen.insert(p).second)
+    if (seen_[static_cast<size_t>(p)] == seen_stamp_)
       return Status::invalid_argument("node " + std::to_string(p) + " appears twice in one expand call");
+    seen_[static_cast<size_t>(p)] = seen_stamp_;
     if (b.child_counts[j] < 0)
       return Status::invalid_argument("child_counts[" + std::to_string(j) + "] is negative");
     total_children += b.child_counts[j];
@@ -246,36 +230,52 @@ Status Engine::validate_batch(const ChildBatch& b) const {
                                              "pass key= to the root to de-duplicate by key");
   if (b.kv_handles && !cache_)
     return Status::invalid_argument("kv_handles given, but this engine has no prefix cache; create it with cache=");
-  std::unordered_set<int64_t> handles;
+  // Repeated pins are rare: look for one once (sorted copy), track them child by child only then.
+  bool repeats = false;
+  if (b.kv_handles) {
+    handles_.clear();
+    for (size_t i = 0; i < b.num_children; ++i)
+      if (b.kv_handles[i] >= 0) handles_.push_back(b.kv_handles[i]);
+    std::sort(handles_.begin(), handles_.end());
+    repeats = std::adjacent_find(handles_.begin(), handles_.end()) != handles_.end();
+  }
+  std::unordered_set<int64_t> handles;  // only filled when repeats
   uint64_t token_total = 0;
   for (size_t i = 0; i < b.num_children; ++i) {
-    const std::string at = "child " + std::to_string(i);
+    auto at = [i] { return "child " + std::to_string(i); };
     if (b.step_lengths[i] <= 0)
-      return Status::invalid_argument(at + " has an empty step (tokens); a step must have at least one token");
-    if (b.step_lengths[i] > 0xFFFFFFFFLL) return Status::invalid_argument(at + " has a step longer than 2^32 tokens");
+      return Status::invalid_argument(at() + " has an empty step (tokens); a step must have at least one token");
+    if (b.step_lengths[i] > 0xFFFFFFFFLL) return Status::invalid_argument(at() + " has a step longer than 2^32 tokens");
     token_total += static_cast<uint64_t>(b.step_lengths[i]);
     if (!std::isfinite(b.rewards[i]))
-      return Status::invalid_argument(at + " has a non-finite reward (" + std::to_string(b.rewards[i]) +
+      return Status::invalid_argument(at() + " has a non-finite reward (" + std::to_string(b.rewards[i]) +
                                       "); rewards must be finite numbers");
     if (!std::isfinite(b.q[i]))
-      return Status::invalid_argument(at + " has a non-finite q (" + std::to_string(b.q[i]) +
+      return Status::invalid_argument(at() + " has a non-finite q (" + std::to_string(b.q[i]) +
                                       "); q values must be finite numbers");
     if (b.samples && b.samples[i] < 1)
-      return Status::invalid_argument(at + " has samples = " + std::to_string(b.samples[i]) +
+      return Status::invalid_argument(at() + " has samples = " + std::to_string(b.samples[i]) +
                                       "; a step is drawn by at least one sample");
     if (b.kv_handles && b.kv_handles[i] >= 0) {
       int64_t h = b.kv_handles[i];
-      if (!handles.insert(h).second)
-        return Status::invalid_argument(at + " repeats kv handle " + std::to_string(h) + "; each pin belongs to one child");
+      if (repeats && !handles.insert(h).second)
+        return Status::invalid_argument(at() + " repeats kv handle " + std::to_string(h) + "; each pin belongs to one child");
       if (!cache_->has_pin(h))
-        return Status::invalid_argument(at + " has kv handle " + std::to_string(h) +
+        return Status::invalid_argument(at() + " has kv handle " + std::to_string(h) +
                                         ", which is no live pin of the engine's prefix cache");
     }
   }
   if (token_total != b.num_tokens)
     return Status::invalid_argument("step lengths sum to " + std::to_string(token_total) + " but " +
                                     std::to_string(b.num_tokens) + " tokens were given");
+  // One vectorizable pass for the range; the offending token is looked for only on failure.
+  Token lo = 0, hi = 0;
   for (size_t i = 0; i < b.num_tokens; ++i) {
+    lo = std::min(lo, b.tokens[i]);
+    hi = std::max(hi, b.tokens[i]);
+  }
+  bool in_range = lo >= 0 && (config_.vocab_size <= 0 || hi < config_.vocab_size);
+  for (size_t i = 0; !in_range && i < b.num_tokens; ++i) {
     Token tok = b.tokens[i];
     if (tok < 0 || (config_.vocab_size > 0 && tok >= config_.vocab_size))
       return Status::invalid_argument("token id " + std::to_string(tok) + " (flat index " + std::to_string(i) +
@@ -322,7 +322,7 @@ void Engine::advance_level() {
   int64_t keep = config_.beam_width == kUnlimited ? kUnlimited
                                                   : config_.beam_width - static_cast<int64_t>(solutions_.size());
   int64_t kept = 0;
-  for (const FrontierEntry& e : next_) {
+  for (const FrontierEntry& e : next_.ranked(next_.size())) {
     if (kept < keep) {
       ++kept;
       if (store_[e.id].terminal) accept_solution(e.id);
@@ -332,7 +332,7 @@ void Engine::advance_level() {
       ++stats_.pruned_capacity;
     }
   }
-  next_ = Frontier();
+  next_.clear();
   if (static_cast<int64_t>(solutions_.size()) >= config_.num_solutions) stop(StopReason::Solutions);
 }
 
@@ -502,6 +502,13 @@ Status Engine::release(const NodeId* ids, size_t count) {
   return Status::ok();
 }
 
+int64_t Engine::shed_pins() {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t before = pinned_;
+  for (size_t i = 0; i < store_.size() && pinned_ > 0; ++i) drop_pin(static_cast<NodeId>(i));
+  return before;
+}
+
 // ---- readers ------------------------------------------------------------------------------
 
 bool Engine::done() const {
@@ -614,8 +621,9 @@ Status Engine::state_tokens(const NodeId* ids, size_t count, std::vector<Token>*
 std::vector<NodeId> Engine::frontier_snapshot(size_t limit) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<NodeId> out;
-  for (auto it = frontier_.begin(); it != frontier_.end() && out.size() < limit; ++it) out.push_back(it->id);
-  for (auto it = next_.begin(); it != next_.end() && out.size() < limit; ++it) out.push_back(it->id);
+  for (const FrontierEntry& e : frontier_.ranked(limit)) out.push_back(e.id);
+  if (out.size() < limit)
+    for (const FrontierEntry& e : next_.ranked(limit - out.size())) out.push_back(e.id);
   return out;
 }
 

@@ -135,6 +135,10 @@ class Engine {
   // Puts selected nodes back on the frontier unexpanded (e.g. after the caller's model failed).
   Status release(const NodeId* ids, size_t count);
 
+  // Drops every pin the engine holds (nodes stay as they are; their KV becomes evictable, and is
+  // recomputed if evicted). For a caller whose KV pool is full: returns the pins dropped.
+  int64_t shed_pins();
+
   bool done() const;
   StopReason stop_reason() const;
   std::vector<NodeId> solutions() const;
@@ -158,7 +162,7 @@ class Engine {
   struct Timer;
   bool done_locked() const { return stop_ != StopReason::Running; }
   Status check_id(NodeId id) const;
-  Status validate_batch(const ChildBatch& b) const;
+  Status validate_batch(const ChildBatch& b);
   NodeId insert_child(NodeId parent, const Token* step, uint32_t count, double reward, double q, bool terminal,
                       int64_t samples, int64_t kv, const std::string* key);
   void merge_into(NodeId existing, NodeId parent, const Token* step, uint32_t count, double reward, double q,
@@ -190,6 +194,10 @@ class Engine {
   int32_t level_ = 0;  // Beam: depth of the current level
   bool has_root_ = false;
   bool keyed_ = false;
+  // validate_batch's scratch, kept between calls so the happy path allocates nothing.
+  std::vector<uint32_t> seen_;  // seen_[id] == seen_stamp_: id is a parent earlier in this call
+  uint32_t seen_stamp_ = 0;
+  std::vector<int64_t> handles_;
 };
 
 }  // namespace qstar

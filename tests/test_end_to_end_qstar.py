@@ -44,7 +44,7 @@ def models(tmp_path_factory):
 def policy(lm) -> HFPolicy:
     tok = CharTokenizer()
     return HFPolicy(lm, tok, num_candidates=3, temperature=1.0, max_step_tokens=6, kv_blocks=4096, seed=1,
-                    return_hidden=True, is_terminal=lambda text: any(ch in text for ch in "0123456789"))  # fmt: skip
+                    is_terminal=lambda text: any(ch in text for ch in "0123456789"))  # fmt: skip
 
 
 ROOTS = [np.array([1, 2, 3, 4, 5], np.int32), np.array([7, 8, 9], np.int32)]
@@ -69,9 +69,9 @@ def check_solutions(results, reward_of, q_of, aggregate) -> int:
 def test_search_with_prm_and_qvm_on_policy_hidden(models):
     lm, prm_model, head, qvm_seq = models
     prm = PRMScorer(prm_model, output="sigmoid")
-    scorer = compose(reward=prm, value=QVMScorer(head, mode="hidden"))
-    searcher = Searcher(policy(lm).as_expand(scorer), lam=LAM, aggregate="min", batch_size=2,
-                        num_solutions=3, max_expansions=12, max_depth=4)  # fmt: skip
+    scorer = compose(reward=prm, q=QVMScorer(head, mode="hidden"))
+    searcher = Searcher(policy(lm).as_expand(scorer), lam=LAM, aggregate="min", batch_size=2, k=3, temperature=1.0,
+                        num_solutions=3, max_expansions=12, max_steps=4)  # fmt: skip
     results = searcher.search_many(ROOTS)
 
     def reward_of(root, steps):
@@ -79,7 +79,7 @@ def test_search_with_prm_and_qvm_on_policy_hidden(models):
 
     def q_of(state):
         with torch.no_grad():
-            return float(qvm_seq.score_sequences([state])[0][0])
+            return float(qvm_seq.score_sequences([state])[0])
 
     assert check_solutions(results, reward_of, q_of, min) >= 2
     for res in results:  # solutions come best first
@@ -89,17 +89,17 @@ def test_search_with_prm_and_qvm_on_policy_hidden(models):
 def test_search_with_code_reward_and_sequence_mode_qvm(models):
     lm, _, head, qvm_seq = models
     decode = CharTokenizer().decode
-    scorer = compose(reward=code_syntax_reward(decode), value=QVMScorer(qvm_seq, mode="sequence"))
-    searcher = Searcher(policy(lm).as_expand(scorer), lam=LAM, aggregate="last", batch_size=3,
-                        num_solutions=2, max_expansions=9, max_depth=3)  # fmt: skip
+    scorer = compose(reward=code_syntax_reward(decode), q=QVMScorer(qvm_seq, mode="sequence"))
+    searcher = Searcher(policy(lm).as_expand(scorer), lam=LAM, aggregate="last", batch_size=3, k=3, temperature=1.0,
+                        num_solutions=2, max_expansions=9, max_steps=3)  # fmt: skip
     results = searcher.search_many(ROOTS)
 
     def reward_of(root, steps):
-        return syntax_reward(decode(np.concatenate(steps).tolist()))
+        return syntax_reward(decode(np.concatenate(steps).tolist()))  # the root (prompt) is not code
 
     def q_of(state):  # the other mode: the head on the trunk's hidden state, computed here
         with torch.no_grad():
             hidden = lm.model(input_ids=torch.tensor(state[None]).long()).last_hidden_state[0, -1:]
-            return float(head.score_hidden(hidden)[0][0])
+            return float(head.score_hidden(hidden)[0])
 
     assert check_solutions(results, reward_of, q_of, lambda r: r[-1]) >= 2

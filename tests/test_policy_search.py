@@ -1,15 +1,19 @@
-"""HFPolicy inside a search: accounting, pins, eviction under pressure, limits, fallback, bad input."""
+"""HFPolicy inside searches: accounting, one tree of KV pins, eviction under pressure, concurrency
+invariance, limits, bad input."""
 
 from __future__ import annotations
 
-import warnings
+import dataclasses
 
 import numpy as np
 import pytest
 
 from policy_tiny import char_tokenizer, step_logprob, tiny_model
 from qstar_native import Searcher
-from qstar_native.policy import HFPolicy, KVCapacityError, tree_tokens
+from qstar_native.evaluation import evaluate
+from qstar_native.methods import Beam, BestOfN, Context, Greedy, QStar
+from qstar_native.policy import HFPolicy, KVCapacityError
+from qstar_native.value import compose
 
 TOK = char_tokenizer()
 ROOT = np.asarray(TOK.encode("Q: Tom has 3 apples and buys 4 more. How many?\n"), dtype=np.int32)
@@ -26,36 +30,60 @@ def make_policy(model, **kw):
     return HFPolicy(model, TOK, **args)
 
 
-def run_search(policy, expansions=12, batch_size=3, scorer=None):
-    """Ask/tell with the policy's expand callback; returns the engine (to read the tree)."""
-    searcher = Searcher(policy.as_expand(scorer), aggregate="mean", batch_size=batch_size, num_solutions=50,
-                        max_expansions=expansions)
-    eng = searcher.new_engine()
-    eng.add_root(ROOT)
+def run_search(policy, expansions=12, batch_size=3, scorer=None, check=None):
+    """A search with the policy's expand callback, kept tree; ``check`` runs before every call."""
     expand = policy.as_expand(scorer)
-    while True:
-        ids = eng.select(batch_size)
-        if ids.size == 0:
-            break
-        nodes = [eng.view(int(i)) for i in ids]
-        eng.expand_many([n.id for n in nodes], expand(nodes))
-    return eng
+
+    def watched(batch):
+        if check is not None:
+            check(batch)
+        return expand(batch)
+
+    watched.cache = expand.cache
+    searcher = Searcher(watched, aggregate="mean", batch_size=batch_size, k=3, temperature=1.0, num_solutions=50, max_expansions=expansions)
+    return searcher.search(ROOT, keep_tree=True, seed=7)
 
 
-def tree(eng):
-    return sorted(eng.state_tokens(n).tobytes() for n in range(eng.num_nodes))
+def distinct_tokens(result) -> int:
+    return len(ROOT) + sum(len(n.step) for n in result.tree[1:])
+
+
+def tree(result):
+    return sorted(n.tokens.tobytes() for n in result.tree)
 
 
 @pytest.mark.parametrize("block_size", [1, 4])
 def test_forwarded_tokens_at_most_distinct_tree_tokens(model, block_size):
+    """Each token's KV is computed once: forwarded tokens are at most the tree's distinct tokens
+    plus one per expanded node (its last token, recomputed for the logits that start its decode)."""
     policy = make_policy(model, block_size=block_size)
-    eng = run_search(policy)
-    distinct = tree_tokens(eng)
-    assert eng.stats().expanded == 12 and eng.num_nodes > 25
-    assert distinct == len(ROOT) + eng.stats().tokens
-    limit = 1.0 if block_size == 1 else 1.05
-    assert policy.tokens_forwarded <= limit * distinct, (policy.tokens_forwarded, distinct)
+    res = run_search(policy)
+    distinct = distinct_tokens(res)
+    assert res.stats.expanded == 12 and res.stats.nodes > 25
+    assert distinct == len(ROOT) + res.stats.tokens
+    extra = res.stats.expanded * (1 if block_size == 1 else block_size)
+    assert policy.tokens_forwarded <= distinct + extra, (policy.tokens_forwarded, distinct)
+    assert res.stats.forwarded_tokens == policy.tokens_forwarded and res.stats.generated_tokens == policy.tokens_generated
     assert policy.cache.stats().evictions == 0 and policy.writeback_skipped == 0
+
+
+def test_one_tree_pins_are_exactly_the_live_nodes(model):
+    """Between rounds the cache's pins are the engine's live nodes' pins (no pin of a pruned,
+    expanded or finished node survives); when the search ends there are none."""
+    policy = make_policy(model, num_candidates=4)
+    seen = []
+
+    def check(batch):
+        eng = batch.engines[0]
+        live = [n for n in eng.nodes() if n.status in ("open", "selected") and not n.terminal]
+        assert set(eng.pinned_nodes()) <= {n.id for n in live}
+        assert policy.cache.num_pins == eng.stats().pinned  # the policy holds none between calls
+        seen.append(eng.stats().pinned)
+
+    res = run_search(policy, expansions=10, check=check)
+    assert max(seen) > 5  # children really were pinned while open
+    assert policy.cache.num_pins == 0 and res.engine.stats().pinned == 0
+    policy.cache.check_invariants()
 
 
 def test_sharing_and_recompute_build_the_same_tree(model):
@@ -67,77 +95,82 @@ def test_sharing_and_recompute_build_the_same_tree(model):
 
 
 def test_search_under_pool_pressure_evicts_and_stays_exact(model):
-    """A pool far smaller than the tree: allocation evicts (and drops frontier pins) instead of
-    failing, and every candidate's log-prob still equals the full-forward oracle."""
-    policy = make_policy(model, kv_blocks=24, block_size=4, num_candidates=3)
+    """A pool far smaller than the tree: allocation evicts unpinned KV, write-backs that find no
+    room are skipped (the child is recomputed later), and every step's log-prob still equals the
+    full-forward oracle."""
+    policy = make_policy(model, kv_blocks=40, block_size=4, num_candidates=3)
     checked = []
 
-    def scorer(nodes, cands):
-        for n, cs in zip(nodes, cands):
-            for c in cs:
-                assert c.logprob == pytest.approx(step_logprob(model, n.tokens, c.tokens), abs=1e-4)
-                checked.append(1)
-        return [[c.logprob for c in cs] for cs in cands], [[0.0] * len(cs) for cs in cands]
+    def scorer(batch, steps):
+        off, node = steps.offsets, steps.node_index
+        for i in range(len(steps)):
+            tokens = steps.tokens[off[i] : off[i + 1]]
+            assert steps.logprob[i] == pytest.approx(step_logprob(model, batch.state(int(node[i])), tokens), abs=1e-4)
+            checked.append(1)
+        return steps.logprob, np.zeros(len(steps))
 
-    eng = run_search(policy, expansions=12, batch_size=2, scorer=scorer)
-    stats = policy.cache.stats()
-    assert stats.evictions > 0 and policy.pins_dropped > 0
-    assert len(checked) >= 20 and eng.stats().expanded == 12
-
-
-def test_pins_follow_the_frontier(model):
-    policy = make_policy(model, num_candidates=2)
-    cands = policy.propose([ROOT])[0]
-    # pinned: the trie of every child's state minus its last (never fed) token
-    forwarded = {tuple(np.concatenate([ROOT, c.tokens[:-1]])[:k]) for c in cands for k in range(1, len(ROOT) + len(c.tokens))}
-    assert policy.cache.stats().pinned_blocks == len(forwarded)
-    child = np.concatenate([ROOT, cands[0].tokens])
-    assert child.tobytes() in policy._frontier
-    policy.propose([child])
-    assert child.tobytes() not in policy._frontier  # expanded: its own pin is gone
-    policy.release_pins()
-    assert policy.cache.stats().pinned_blocks == 0
+    res = run_search(policy, expansions=12, batch_size=2, scorer=scorer)
+    assert policy.cache.stats().evictions > 0
+    assert len(checked) >= 20 and res.stats.expanded == 12
+    assert policy.cache.num_pins == 0
 
 
 def test_capacity_too_small_for_one_batch_is_a_clear_error(model):
     policy = make_policy(model, kv_blocks=8, block_size=4)
-    with pytest.raises(KVCapacityError, match=r"raise kv_capacity to at least \d+ bytes \(kv_blocks=\d+\)"):
+    with pytest.raises(KVCapacityError, match="raise kv_capacity"):
         policy.propose([ROOT])
-    assert policy.cache.stats().blocks_in_use == 0  # the failed batch freed what it took
-    ok = make_policy(model, kv_blocks=30, block_size=4)
-    assert ok.propose([ROOT])
+    assert policy.cache.stats().blocks_in_use == 0 and policy.cache.num_pins == 0  # the failed batch freed what it took
+    ok = make_policy(model, kv_blocks=40, block_size=4)
+    steps = ok.propose([ROOT])
+    for h in steps.kv_handles:
+        ok.cache.unpin(int(h))
+
+
+def test_pool_grows_by_need_up_to_its_cap(model):
+    policy = make_policy(model, kv_blocks=None, kv_capacity=64 * 2**20)
+    start = policy.pool.num_blocks
+    run_search(policy, expansions=30, batch_size=4)
+    assert policy.pool.num_blocks >= start and policy.pool.num_blocks <= policy.max_blocks
+    assert policy.cache.num_blocks == policy.pool.num_blocks
 
 
 def test_greedy_duplicates_collapse_into_one_candidate(model):
     policy = make_policy(model, temperature=0.0, num_candidates=4)
-    (c,) = policy.propose([ROOT])[0]
-    assert c.count == 4
-    assert policy.decode_tokens == len(c.tokens) - 1  # one row, not four
+    steps = policy.propose([ROOT])
+    assert steps.count.tolist() == [4]
+    assert policy.decode_tokens == len(steps.tokens)  # one row, not four (its last token fed once for KV + hidden)
 
 
 def test_stop_strings_and_terminal_detector(model):
-    policy = make_policy(model, max_step_tokens=6, num_candidates=6, stop_strings=("a",),
-                         is_terminal=lambda text: text.endswith("b"))
-    for c in policy.propose([ROOT])[0]:
-        if c.finish == "stop":
-            assert "a" in c.text and c.terminal and "a" not in TOK.decode(c.tokens[:-1].tolist())
-        assert c.terminal == (c.finish in ("stop", "eos") or c.text.endswith("b"))
+    policy = make_policy(model, max_step_tokens=6, num_candidates=6, stop_strings=("a",), is_terminal=lambda text: text.endswith("b"))
+    steps = policy.propose([ROOT])
+    for i in range(len(steps)):
+        if steps.finish[i] == "stop":
+            assert "a" in steps.texts[i] and steps.terminal[i]
+        assert steps.terminal[i] == (steps.finish[i] in ("stop", "eos") or steps.texts[i].endswith("b"))
 
 
-def test_model_without_kv_sharing_falls_back_with_a_warning(model, monkeypatch):
-    from qstar_native.policy import runner
+def test_records_do_not_depend_on_concurrency_or_order(model):
+    """Real sampling, real KV sharing: each problem's record (wall time aside) is the same
+    whether problems run one at a time or many together, in any order."""
+    from qstar_native.tasks.math_task import MathTask
+    from qstar_native.tasks.problem import Problem
+    from qstar_native.tasks.problem_set import ProblemSet
 
-    real = runner.ModelRunner._check_gathered
-    monkeypatch.setattr(runner.ModelRunner, "_check_gathered", lambda self, *a: real(self, *a) + 1.0)
-    with pytest.warns(RuntimeWarning, match="recomputing every node's full prefix"):
-        policy = make_policy(model)
-    assert not policy.sharing and policy.pool is None
-    monkeypatch.undo()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        reference = make_policy(model)
-    eng1, eng2 = run_search(policy, expansions=4), run_search(reference, expansions=4)
-    assert tree(eng1) == tree(eng2)
+    problems = [Problem(f"p{i}", f"Q{i}: what is {i} + {i + 2}?", str(2 * i + 2)) for i in range(5)]
+    task = MathTask(ProblemSet(problems), encode=lambda s: TOK.encode(s))
+    methods = [Greedy(max_steps=3), BestOfN(3, "majority", temperature=1.0, max_steps=3), Beam(2, 2, temperature=1.0, max_steps=3),
+               QStar(k=2, temperature=1.0, max_steps=3, max_expansions=6, fallback=True)]  # fmt: skip
+
+    def records(concurrency, order):
+        policy = make_policy(model, max_step_tokens=4)
+        reports = evaluate(task, methods, policy.as_expand(compose()), order, decode=policy.decode, seed=3, concurrency=concurrency)
+        assert policy.cache.num_pins == 0
+        return [[dataclasses.replace(r, wall_seconds=0.0) for r in rep.records] for rep in reports]
+
+    base = records(1, problems)
+    assert records(16, problems[::-1]) == base
+    assert records(3, problems[2:] + problems[:2]) == base
 
 
 @pytest.mark.parametrize(
@@ -146,14 +179,23 @@ def test_model_without_kv_sharing_falls_back_with_a_warning(model, monkeypatch):
         (dict(num_candidates=0), "num_candidates"),
         (dict(max_step_tokens=0), "max_step_tokens"),
         (dict(top_p=0.0), "top_p"),
+        (dict(temperature=float("nan")), "temperature must be a finite number"),
         (dict(step_delimiter=""), "step_delimiter"),
         (dict(kv_blocks=None, kv_capacity=10), "kv_capacity=10 bytes holds no block"),
-        (dict(kv_capacity=1000), "exactly one of kv_capacity"),
     ],
 )
 def test_bad_arguments_name_the_argument(model, kw, match):
     with pytest.raises(ValueError, match=match):
         make_policy(model, **kw)
+
+
+def test_model_that_fails_the_kv_layout_check_is_refused(model, monkeypatch):
+    from qstar_native.policy import runner
+
+    real = runner.ModelRunner._check_gathered
+    monkeypatch.setattr(runner.ModelRunner, "_check_gathered", lambda self, *a: real(self, *a) + 1.0)
+    with pytest.raises(ValueError, match="failed the KV layout check on this model: gathered-cache logits differ"):
+        make_policy(model)
 
 
 def test_bad_nodes(model):
@@ -162,5 +204,5 @@ def test_bad_nodes(model):
         policy.propose([ROOT, []])
     with pytest.raises(TypeError, match="integer token ids"):
         policy.propose([np.array([1.5, 2.0])])
-    assert policy.propose([]) == []
+    assert len(policy.propose([])) == 0
     assert policy.cache.stats().pinned_blocks == 0

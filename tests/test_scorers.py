@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, LlamaConfig
 
+from qstar_native import Batch, Engine, Step, Steps
 from qstar_native.value import (
     PRMScorer,
     QValueModel,
@@ -18,7 +19,6 @@ from qstar_native.value import (
     code_syntax_reward,
     compose,
     logprob_reward,
-    scored_expand,
 )
 
 
@@ -30,13 +30,26 @@ def enc(text: str) -> np.ndarray:
     return np.array([ord(c) for c in text], dtype=np.int32)
 
 
-def node(root: str, *steps: str) -> C:
-    """A stand-in for types.Node: the attributes scorers read."""
-    return C(tokens=np.concatenate([enc(root)] + [enc(s) for s in steps]), steps=[enc(s) for s in steps])
+def nodes(*paths: tuple[str, ...]) -> Batch:
+    """A batch of engine nodes: each path is (root text, step texts...); its last node is selected."""
+    engines, ids = [], []
+    for root, *steps in paths:
+        eng = Engine(max_expansions=None)
+        node = eng.add_root(enc(root))
+        for text in steps:
+            eng.select(1)
+            (node,) = eng.expand(node, [Step(enc(text))])
+        engines.append(eng)
+        ids.append(node)
+    n = len(paths)
+    return Batch(engines, np.arange(n), np.array(ids), k=np.ones(n, np.int64), temperature=np.ones(n), seed=np.zeros(n, np.int64))
 
 
-def cand(text: str, logprob: float = 0.0, hidden=None) -> C:
-    return C(tokens=enc(text), text=text, logprob=logprob, hidden=hidden, terminal=False)
+def steps(*per_node: list[str], logprob=None, hidden=None) -> Steps:
+    texts = [t for ts in per_node for t in ts]
+    toks = [enc(t) for t in texts]
+    return Steps([len(ts) for ts in per_node], np.concatenate(toks) if toks else np.zeros(0, np.int32), [len(t) for t in toks],
+                 logprob=logprob, texts=texts, hidden=hidden)  # fmt: skip
 
 
 def tiny_prm(num_labels: int = 1, seed: int = 0):
@@ -50,87 +63,78 @@ def tiny_prm(num_labels: int = 1, seed: int = 0):
 
 
 def test_compose_defaults_and_logprob():
-    nodes, cands = [node("q"), node("r")], [[cand("a", -1.5), cand("b", -0.25)], []]
-    assert compose()(nodes, cands) == ([[0.0, 0.0], []], [[0.0, 0.0], []])
-    rewards, qs = compose(reward=logprob_reward, value=lambda n, c: [[0.5] * len(cs) for cs in c])(nodes, cands)
-    assert rewards == [[-1.5, -0.25], []] and qs == [[0.5, 0.5], []]
+    b, st = nodes(("q",), ("r",)), steps(["a", "b"], [], logprob=[-1.5, -0.25])
+    reward, q = compose()(b, st)
+    assert reward.tolist() == [0.0, 0.0] and q.tolist() == [0.0, 0.0]
+    reward, q = compose(reward=logprob_reward, q=lambda b, s: [0.5] * len(s))(b, st)
+    assert reward.tolist() == [-1.5, -0.25] and q.tolist() == [0.5, 0.5]
 
 
-def wrong_count(nodes, cands):
-    return [[1.0] * (len(cs) + 1) for cs in cands]
+def wrong_count(batch, st):
+    return [1.0] * (len(st) + 1)
 
 
 @pytest.mark.parametrize(
     "bad, match",
     [
-        (wrong_count, "scorer wrong_count returned 3 rewards for node 0, which has 2 candidates"),
-        (lambda n, c: [[1.0, 2.0]], "scorer <lambda> returned 1 lists of rewards for 2 nodes"),
-        (lambda n, c: None, "scorer <lambda> returned NoneType"),
-        (lambda n, c: [[1.0, float("nan")], [0.0]], r"returned nan for candidate 1 of node 0; rewards must be finite"),
+        (wrong_count, r"scorer wrong_count returned rewards of shape \(4,\) for 3 steps"),
+        (lambda b, s: None, r"scorer <lambda> returned rewards of shape \(\) for 3 steps"),
+        (lambda b, s: [1.0, float("nan"), 0.0], r"returned nan for step 1; rewards must be finite"),
+        (lambda b, s: ["x", 1, 2], "returned list"),
     ],
 )
 def test_compose_rejects_wrong_output(bad, match):
-    nodes, cands = [node("q"), node("r")], [[cand("a"), cand("b")], [cand("c")]]
+    b, st = nodes(("q",), ("r",)), steps(["a", "b"], ["c"])
     with pytest.raises(ScorerOutputError, match=match):
-        compose(reward=bad)(nodes, cands)
-    with pytest.raises(ValueError, match=match.replace("rewards", "q values")):
-        compose(value=bad)(nodes, cands)
+        compose(reward=bad)(b, st)
+    with pytest.raises(ValueError, match=match.replace("rewards", "q")):
+        compose(q=bad)(b, st)
     with pytest.raises(TypeError, match="reward must be callable"):
         compose(reward=1.0)
-
-
-def test_scored_expand_builds_children_and_checks_counts():
-    nodes = [node("q")]
-    expand = scored_expand(lambda ns: [[cand("ab", -1.0), cand("c", -2.0)]], compose(reward=logprob_reward))
-    children = expand(nodes)
-    assert [(c.tokens.tolist(), c.reward, c.q) for c in children[0]] == [([97, 98], -1.0, 0.0), ([99], -2.0, 0.0)]
-    with pytest.raises(ScorerOutputError, match="returned 2 candidate lists for 1 nodes"):
-        scored_expand(lambda ns: [[], []], compose())(nodes)
-    with pytest.raises(ScorerOutputError, match="returned 1 rewards for node 0, which has 2"):
-        scored_expand(lambda ns: [[cand("a"), cand("b")]], lambda n, c: ([[0.0]], [[0.0, 0.0]]))(nodes)
 
 
 # ---- rule-based rewards ---------------------------------------------------------------------
 
 
-def test_code_syntax_reward_reads_all_steps_so_far():
+def test_code_syntax_reward_reads_all_steps_so_far_but_not_the_prompt():
     reward = code_syntax_reward(decode)
-    parent = node("Write f.\n", "def f(x):\n", "    return (x +\n")
-    got = reward([parent, node("q")], [[cand("        1)\n"), cand("        1\n")], [cand('s = """\n')]])
-    assert got == [[0.0, -0.5], [-0.5]]  # the open bracket of step 2 is closed, or not; open string
+    b = nodes(("Write f( .\n", "def f(x):\n", "    return (x +\n"), ("q",))  # the prompt's open bracket is not code
+    got = reward(b, steps(["        1)\n", "        1\n"], ['s = """\n']))
+    assert got.tolist() == [0.0, -0.5, -0.5]  # the open bracket of step 2 is closed, or not; open string
     with_prefix = code_syntax_reward(decode, prefix="x = [\n")
-    assert with_prefix([node("q")], [[cand("1]\n"), cand("1\n")]]) == [[0.0, -0.5]]
+    assert with_prefix(nodes(("q",)), steps(["1]\n", "1\n"])).tolist() == [0.0, -0.5]
 
 
-def test_annotation_step_reward_reads_the_candidate_step():
+def test_annotation_step_reward_reads_the_step_and_grounding_reads_the_state():
     reward = annotation_step_reward(decode, penalty=-0.5)
-    got = reward([node("q", "<<2*2=5>>\n")], [[cand("<<3*4=12>>12\n"), cand("<<1+1=3>> and <<2+2=5>>\n")]])
-    assert got == [[0.0, -1.0]]  # the parent's wrong annotation is not the candidate's
+    got = reward(nodes(("q", "<<2*2=5>>\n")), steps(["<<3*4=12>>12\n", "<<1+1=3>> and <<2+2=5>>\n"]))
+    assert got.tolist() == [0.0, -1.0]  # the parent's wrong annotation is not the step's
+    grounded = annotation_step_reward(decode, grounded=True)
+    b = nodes(("Ann has 17 cats.\n", "She buys 25 dogs: <<0+25=25>>25\n"))
+    assert grounded(b, steps(["<<17+25=42>>42\n", "<<17+26=43>>43\n"])).tolist() == [0.0, -1.0]
 
 
 # ---- PRM ------------------------------------------------------------------------------------
 
 
-def test_prm_reads_last_token_of_state_plus_candidate():
+def test_prm_reads_last_token_of_state_plus_step():
     prm = tiny_prm()
     scorer = PRMScorer(prm, output="logit", batch_size=2)
-    nodes = [node("ab", "cd"), node("x")]
-    # The first candidate ends in the pad id (0): HF's own pooling would read the wrong token.
-    cands = [[C(tokens=np.array([5, 0], np.int32)), cand("efg")], [cand("y")]]
-    got = scorer(nodes, cands)
+    b = nodes(("ab", "cd"), ("x",))
+    # The first step ends in the pad id (0): HF's own pooling would read the wrong token.
+    st = Steps([2, 1], np.array([5, 0, *enc("efg"), *enc("y")], np.int32), [2, 3, 1])
+    got = scorer(b, st)
     singles, hf_pooled = [], []
     with torch.no_grad():
-        for n, cs in zip(nodes, cands):
-            for c in cs:
-                ids = torch.tensor(np.concatenate([n.tokens, c.tokens])[None]).long()
-                hidden = prm.base_model(input_ids=ids).last_hidden_state[0, -1]
-                singles.append(float(prm.score(hidden)[0]))
-                hf_pooled.append(float(prm(input_ids=ids).logits[0, 0]))
+        for state, step in [(enc("abcd"), [5, 0]), (enc("abcd"), enc("efg")), (enc("x"), enc("y"))]:
+            ids = torch.tensor(np.concatenate([state, step])[None]).long()
+            hidden = prm.base_model(input_ids=ids).last_hidden_state[0, -1]
+            singles.append(float(prm.score(hidden)[0]))
+            hf_pooled.append(float(prm(input_ids=ids).logits[0, 0]))
     assert abs(hf_pooled[0] - singles[0]) > 1e-3  # the case this pooling exists for
-    assert np.allclose([v for row in got for v in row], singles, atol=1e-5)
-    assert [len(r) for r in got] == [2, 1]
-    sig = PRMScorer(prm, output="sigmoid")(nodes, cands)
-    assert np.allclose(sig[0], 1 / (1 + np.exp(-np.array(got[0]))), atol=1e-6)
+    assert np.allclose(got, singles, atol=1e-5)
+    sig = PRMScorer(prm, output="sigmoid")(b, st)
+    assert np.allclose(sig, 1 / (1 + np.exp(-got)), atol=1e-6)
 
 
 def test_prm_softmax_and_own_tokenizer():
@@ -141,7 +145,7 @@ def test_prm_softmax_and_own_tokenizer():
             return [ord(ch.upper()) for ch in text]
 
     scorer = PRMScorer(prm, tokenizer=Upper(), decode=decode, output="softmax", label=1)
-    got = scorer([node("ab")], [[cand("c")]])[0][0]
+    got = scorer(nodes(("ab",)), steps(["c"]))[0]
     with torch.no_grad():
         logits = prm(input_ids=torch.tensor([[65, 66, 67]])).logits[0]
     assert got == pytest.approx(float(torch.softmax(logits, -1)[1]), abs=1e-6)
@@ -159,23 +163,21 @@ def test_prm_bad_input():
 # ---- QVM scorer -----------------------------------------------------------------------------
 
 
-def test_qvm_scorer_hidden_mode_scores_each_candidate_once():
+def test_qvm_scorer_hidden_mode_scores_every_step_in_one_call():
     qvm = QValueModel(8, head="mlp", mlp_width=4, out_act="sigmoid")
     hs = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
-    cands = [[cand("a", hidden=hs[0]), cand("b", hidden=hs[1])], [], [cand("c", hidden=hs[2])]]
-    got = QVMScorer(qvm)([node("q")] * 3, cands)
-    want = qvm.score_hidden(hs)[0].tolist()
-    assert got == [want[:2], [], want[2:]]
-    assert QVMScorer(qvm)([node("q")], [[]]) == [[]]  # an all-empty batch never reaches the head
+    got = QVMScorer(qvm)(nodes(("q",), ("r",), ("s",)), steps(["a", "b"], [], ["c"], hidden=hs))
+    assert np.allclose(got, qvm.score_hidden(hs).detach().numpy(), atol=0)
+    assert QVMScorer(qvm)(nodes(("q",)), steps([])).tolist() == []  # an empty batch never reaches the head
 
 
 def test_qvm_scorer_bad_input():
     qvm = QValueModel(8)
-    with pytest.raises(ValueError, match="return_hidden=True"):
-        QVMScorer(qvm)([node("q")], [[cand("a")]])
+    with pytest.raises(ValueError, match="carry no hidden states"):
+        QVMScorer(qvm)(nodes(("q",)), steps(["a"]))
     with pytest.raises(ValueError, match="mode='sequence' needs a QValueModel with a backbone"):
         QVMScorer(qvm, mode="sequence")
     with pytest.raises(ValueError, match="mode='cached'"):
         QVMScorer(qvm, mode="cached")
     with pytest.raises(ValueError, match="width 4 but this QValueModel's head reads width 8"):
-        QVMScorer(qvm)([node("q")], [[cand("a", hidden=torch.zeros(4))]])
+        QVMScorer(qvm)(nodes(("q",)), steps(["a"], hidden=torch.zeros(1, 4)))

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qstar_native.policy.calculator import Calculator, fill_results
-from qstar_native.protocols import Step
+from policy_tiny import step_logprob
+from qstar_native.policy.calculator import Calculator
 from qstar_native.tasks import GsmSymbolic, annotation_reward, safe_eval
 from qstar_native.tasks.grounding import grounding_reward, numbers, ungrounded_operands
 
@@ -52,39 +52,58 @@ def test_numbers_reads_separators_and_decimals():
     assert numbers("1,200 and 3.5, .25 or 7.") == {Fraction(1200), Fraction(7, 2), Fraction(1, 4), Fraction(7)}
 
 
-@given(a=st.integers(0, 10**6), b=st.integers(1, 10**4), op=st.sampled_from("+-*/"), wrong=st.integers(-50, 50))
-def test_calculator_makes_every_annotation_right(a, b, op, wrong):
+@given(a=st.integers(0, 10**6), b=st.integers(1, 10**4), op=st.sampled_from("+-*/"), prefix=st.sampled_from(["", "So 3 = ", "<<1+1=2>>2 and "]))
+def test_calculator_writes_the_exact_value_after_an_open_annotation(a, b, op, prefix):
+    calc = Calculator(encode=lambda s: [ord(c) for c in s])
     expr = f"{a}{op}{b}"
-    value = safe_eval(expr) + wrong
-    shown = int(value) if Fraction(value).denominator == 1 else round(float(value), 2)
-    step = f"So {expr} = <<{expr}={shown}>>{shown} items, then <<{shown}+1={shown}>>{shown} more\n"
-    fixed = fill_results(step)
-    assert annotation_reward(fixed) == 0.0
-    assert fixed.endswith("more\n") and fixed.startswith(f"So {expr} = <<{expr}=")
-    if wrong == 0 and Fraction(value).denominator == 1:
-        assert fixed.split(" then")[0] == step.split(" then")[0]  # right results stay as written
+    forced = "".join(map(chr, calc.force(f"{prefix}<<{expr}=")))
+    assert forced.endswith(">>") and annotation_reward(f"<<{expr}={forced}") == 0.0
+    assert Fraction(forced[:-2]) == pytest.approx(Fraction(safe_eval(expr)), rel=0.005)
 
 
-def test_calculator_leaves_unevaluable_text_alone():
-    for step in ("no annotations\n", "<<x*2=4>>4\n", "<<5/0=1>>1\n", "#### 12"):
-        assert fill_results(step) == step
+def test_calculator_leaves_unevaluable_or_closed_text_alone():
+    calc = Calculator(encode=lambda s: [ord(c) for c in s])
+    for text in ("no annotations", "<<x*2=", "<<5/0=", "<<2*3=6>> then 7 =", "#### 12", "<<2*3", "2*3="):
+        assert calc.force(text) is None, text
 
 
-class Scripted:
-    """A two-step policy with one wrong result, counting like a StepPolicy."""
+def test_calculator_inside_the_decode_loop(monkeypatch):
+    """Scripted draws make a tiny model write "<<2*3=" then "7>>": the calculator writes "6>>"
+    instead, fed like sampled tokens, so the step's log-prob, KV and hidden state are those of the
+    step as written (checked against a full forward)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokens_generated = tokens_forwarded = 0
+    from qstar_native.policy import decode as decode_mod
+    from qstar_native.policy.hf import HFPolicy
 
-    def propose(self, states, k, *, temperature, seed):
-        enc = lambda s: [ord(c) for c in s]
-        return [[Step(enc("<<2*3=7>>7\n"), "<<2*3=7>>7\n", count=1), Step(enc("<<2*3=6>>6\n"), "<<2*3=6>>6\n", count=1),
-                 Step(enc("#### 6") + [0], "#### 6", terminal=True, count=1)] for _ in states]
+    chars = "abcdefghijklmnopqrstuvwxyz0123456789 =+-*/()<>\n.,:;!?[]'\"ABCDEFGH"  # id 63 is EOS
 
+    class Tok:
+        eos_token_id = 63
 
-def test_calculator_wrapper_reencodes_and_merges():
-    calc = Calculator(Scripted(), lambda s: [ord(c) for c in s], eos_token_id=0)
-    (steps,) = calc.propose([np.array([1], dtype=np.int32)], 3, temperature=1.0, seed=0)
-    assert [s.text for s in steps] == ["<<2*3=6>>6\n", "#### 6"]
-    assert [s.count for s in steps] == [2, 1]  # the wrong sample became the right one
-    assert list(steps[0].tokens) == [ord(c) for c in "<<2*3=6>>6\n"]
-    assert list(steps[1].tokens)[-1] == 0 and steps[1].terminal  # untouched step keeps its EOS
+        def decode(self, ids):
+            return "".join(chars[i] for i in ids if i < 63)
+
+    enc = lambda s: [chars.index(c) for c in s]  # noqa: E731
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, eos_token_id=63)).eval()  # fmt: skip
+    script = enc("x <<2*3=7>>7 ok\n")
+    policy = HFPolicy(model, Tok(), num_candidates=2, temperature=1.0, max_step_tokens=40, kv_blocks=512, calculator=Calculator(enc))
+    root = np.array(enc("what is 2*3?\n"), np.int32)
+
+    def draw(logits, temperature, top_p, u):  # one row, one draw per step: the script's next char
+        draw.calls += 1
+        return torch.full((logits.shape[0], u.shape[1]), script[draw.calls - 1], dtype=torch.long)
+
+    draw.calls = 0
+    monkeypatch.setattr(decode_mod, "draw", draw)
+    steps = policy.propose([root])
+    assert steps.texts == ["x <<2*3=6>>7 ok\n"] and steps.count.tolist() == [2]  # "7>>" was replaced, the rest is the model's
+    tokens = steps.tokens
+    assert steps.logprob[0] == pytest.approx(step_logprob(model, root, tokens), abs=1e-4)
+    with torch.inference_mode():
+        want = model(torch.as_tensor(np.concatenate([root, tokens]))[None].long(), output_hidden_states=True).hidden_states[-1][0, -1]
+    torch.testing.assert_close(steps.hidden[0], want, atol=1e-4, rtol=0)
+    policy.cache.unpin(int(steps.kv_handles[0]))

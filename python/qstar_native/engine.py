@@ -94,6 +94,11 @@ class Engine:
         """Puts selected nodes back on the frontier unexpanded (e.g. after the model failed)."""
         self._core.release(np.asarray(node_ids, dtype=np.int64))
 
+    def shed_pins(self) -> int:
+        """Drops every KV pin this engine holds (its nodes' KV becomes evictable and is recomputed
+        if evicted); for when the KV pool is full. Returns how many were dropped."""
+        return int(self._core.shed_pins())
+
     # ---- reading --------------------------------------------------------------------------
 
     @property

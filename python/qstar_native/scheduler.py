@@ -19,6 +19,10 @@ Usage is per search, from what the policy reports per node (``Steps.generated`` 
 ``Steps.forwarded``), never a difference of global counters: results do not depend on which
 other searches shared a batch.
 
+Memory: engines pin their open nodes' KV. When the policy's KV pool is full at its cap
+(:class:`~qstar_native.prefix_cache.CacheFullError`), every live engine sheds its pins (their KV
+becomes evictable, recomputed if evicted) and the round is retried once.
+
 Errors: an exception in ``expand`` (KeyboardInterrupt included) or bad steps propagate
 unchanged after the live engines are dropped (their KV pins go with them) and pins of steps no
 engine took are released; the scheduler can be used again.
@@ -36,7 +40,7 @@ import numpy as np
 from .batch import Batch, Steps
 from .config import SearchConfig
 from .engine import Engine
-from .prefix_cache import PrefixCache
+from .prefix_cache import CacheFullError, PrefixCache
 from .types import SearchResult, Solution, Step, TokenArray, Tokens, as_tokens
 
 __all__ = ["Expand", "Job", "PolicyExpand", "Scheduler", "Scorer", "Search", "Solutions", "result_of", "single"]
@@ -149,6 +153,7 @@ class Scheduler:
         self.cache = cache if cache is not None else getattr(expand, "cache", None)
         self.concurrency = concurrency
         self.rounds = 0
+        self.pins_shed = 0  # rounds in which a full KV pool made the engines drop their pins
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[int, Any]]:
         """Yields ``(job index, job result)`` as each job finishes. Jobs are started lazily, in
@@ -240,7 +245,13 @@ class Scheduler:
         steps: Steps | None = None
         taken = 0  # problems whose engine took its steps
         try:
-            out = self.expand(batch)
+            try:
+                out = self.expand(batch)
+            except CacheFullError:
+                if not sum(s.engine.shed_pins() for s in live):
+                    raise
+                self.pins_shed += 1
+                out = self.expand(batch)
             if out is None or len(out if not isinstance(out, Steps) else out.num_children) != len(batch):
                 got = "None" if out is None else f"steps for {len(out.num_children) if isinstance(out, Steps) else len(out)} nodes"
                 raise ValueError(f"expand returned {got} for {len(batch)} nodes; return one group of steps (possibly empty) per node")

@@ -1,2 +1,13 @@
-"""Policies that propose next reasoning steps (see :mod:`.hf`). Importing this package imports
-torch and transformers."""
+"""Policies that propose next reasoning steps.
+
+:class:`HFPolicy` runs a Hugging Face causal LM on the columnar path (see :mod:`.hf`): each token's
+KV is computed once, siblings share their common prefixes, and every step comes with the hidden
+state a Q-value head reads. :class:`Calculator` writes ``<<expr=value>>`` results during decode.
+Importing this package imports torch and transformers.
+"""
+
+from .calculator import Calculator
+from .hf import HFPolicy, KVCapacityError
+from .kv_pool import KVPool
+
+__all__ = ["Calculator", "HFPolicy", "KVCapacityError", "KVPool"]

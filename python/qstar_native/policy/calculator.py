@@ -78,10 +78,7 @@ class Calculator:
         return list(self.encode(format_number(value) + ">>"))
 
     @staticmethod
-    def token_flags(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Per vocabulary token: whether its text ends with ``=`` (the moment to check), and its
-        effect on being inside an annotation (+1 opens ``<<``, -1 closes ``>>``, 0 neither; the
-        later of the two in the token wins)."""
-        ends_eq = np.fromiter((t.endswith("=") for t in texts), np.bool_, len(texts))
-        effect = np.fromiter((np.sign(t.rfind("<<") - t.rfind(">>")) for t in texts), np.int8, len(texts))
-        return ends_eq, effect
+    def ends_eq(texts: Sequence[str]) -> np.ndarray:
+        """Per vocabulary token: its text ends with ``=``, the only moment a step can end inside
+        ``<<expr=`` (the decoder checks the step's text then, and only then)."""
+        return np.fromiter((t.endswith("=") for t in texts), np.bool_, len(texts))

@@ -59,11 +59,10 @@ class _Rows:
     pos: np.ndarray  # [R] int64 position id of the next fed token
     logprob: np.ndarray  # [R] float64
     finish: np.ndarray  # [R] int8, -1 while running
-    in_annot: np.ndarray  # [R] bool (calculator)
     force: list = field(default_factory=list)  # [R] queued forced tokens (calculator), or None
     n: int = 0
 
-    FIELDS = ("node", "samples", "toks", "length", "pos", "logprob", "finish", "in_annot")
+    FIELDS = ("node", "samples", "toks", "length", "pos", "logprob", "finish")
 
     def grow(self, rows: int) -> None:
         if rows <= len(self.node):
@@ -98,7 +97,7 @@ class Decoder:
         self.rows = _Rows(
             node=np.arange(n, dtype=np.int64), samples=samples.astype(np.int64), toks=np.zeros((n, self.max_len), np.int32),
             length=np.zeros(n, np.int64), pos=np.array([len(s) for s in st.seqs], np.int64), logprob=np.zeros(n),
-            finish=np.full(n, -1, np.int8), in_annot=np.zeros(n, np.bool_), force=[None] * n, n=n,
+            finish=np.full(n, -1, np.int8), force=[None] * n, n=n,
         )  # fmt: skip
         self.work = policy.work
         self.work.reserve_rows(n)
@@ -200,15 +199,11 @@ class Decoder:
                 if any(s in text for s in p.stop_strings):
                     fin[i] = _STOP
         r.finish[rows] = fin
-        if p.calculator is not None:
-            effect = p.annot_effect[last]
-            r.in_annot[rows] = np.where(effect != 0, effect > 0, r.in_annot[rows])
-            check = np.flatnonzero((fin < 0) & r.in_annot[rows] & p.ends_eq[last])
-            for i in check.tolist():
+        if p.calculator is not None:  # only rows that just wrote "=" can be inside "<<expr="
+            for i in np.flatnonzero((fin < 0) & p.ends_eq[last]).tolist():
                 row = int(rows[i])
-                if r.force[row] is None or not r.force[row]:
-                    forced = p.calculator.force(p.tokenizer.decode(r.toks[row, : r.length[row]].tolist()))
-                    r.force[row] = forced or None
+                if not r.force[row]:
+                    r.force[row] = p.calculator.force(p.tokenizer.decode(r.toks[row, : r.length[row]].tolist())) or None
 
     def _forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Feeds every live row's newest token: the step's one forward."""

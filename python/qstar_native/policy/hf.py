@@ -19,7 +19,12 @@ the samples wanted per node, their temperatures and seeds) and returns columnar
 
 Each node's usage is reported in ``Steps.generated`` (tokens sampled for it) and
 ``Steps.forwarded`` (tokens run through the model for it), so a problem's tokens add up exactly
-whatever else shared its batches. Over a search, tokens forwarded are at most the tree's distinct
+whatever else shared its batches. NOTE: the cache is shared by every search in flight, so a
+prompt another problem (or another method on the same problem) already computed is a real hit;
+what ``Steps.forwarded`` charges a node of an engine batch is what its own search needed (the
+whole state for a node without a pin, i.e. the root; the one token recomputed for a child whose
+KV its search wrote back), so records do not depend on what else ran. The policy's counters
+(``tokens_forwarded``...) are what was actually run. Over a search, tokens forwarded are at most the tree's distinct
 tokens plus one per expanded node (its last token, recomputed for the logits that start its
 decode), plus any evicted KV recomputed.
 
@@ -49,8 +54,9 @@ DEFAULT_KV_CAPACITY = 4 * 2**30
 INITIAL_KV_BYTES = 32 * 2**20
 
 
-class KVCapacityError(MemoryError):
-    """The KV pool cannot hold one batch's tokens at its byte cap, even after evicting everything unpinned."""
+class KVCapacityError(CacheFullError):
+    """The KV pool cannot hold one batch's tokens at its byte cap, even after evicting everything
+    unpinned (the scheduler then sheds the engines' pins and retries once)."""
 
 
 @dataclass
@@ -66,6 +72,7 @@ class _Prefill:
     temperature: np.ndarray
     node_seeds: np.ndarray  # uint64
     suffix: np.ndarray  # tokens run per node
+    charged: np.ndarray  # prefill tokens charged per node (see the module NOTE)
 
 
 class HFPolicy:
@@ -181,10 +188,11 @@ class HFPolicy:
             self.cache.clear()
 
     def decode(self, ids: Tokens) -> str:
-        return str(self.tokenizer.decode(np.asarray(ids).tolist()))
+        """Token ids -> text, EOS left out (it ends a step; it is no part of the text)."""
+        return str(self.tokenizer.decode([t for t in np.asarray(ids).tolist() if t not in self.eos_ids]))
 
     def _token_tables(self) -> tuple[np.ndarray, ...]:
-        """Per vocabulary id: its text contains the delimiter; it is EOS; calculator flags."""
+        """Per vocabulary id: its text contains the delimiter; it is EOS; it ends with "=" (calculator)."""
         if self._tables is None:
             texts = []
             for i in range(self.vocab_size):
@@ -195,14 +203,12 @@ class HFPolicy:
             delim = np.fromiter((self.step_delimiter in t for t in texts), np.bool_, len(texts))
             eos = np.zeros(len(texts), np.bool_)
             eos[[e for e in self.eos_ids if 0 <= e < len(texts)]] = True
-            ends_eq, effect = Calculator.token_flags(texts)
-            self._tables = (delim, eos, ends_eq, effect)
+            self._tables = (delim, eos, Calculator.ends_eq(texts))
         return self._tables
 
     is_delim = property(lambda self: self._token_tables()[0])
     is_eos = property(lambda self: self._token_tables()[1])
     ends_eq = property(lambda self: self._token_tables()[2])
-    annot_effect = property(lambda self: self._token_tables()[3])
 
     # ---- the policy ------------------------------------------------------------------------
 
@@ -234,7 +240,8 @@ class HFPolicy:
         pins: list[int] = []
         retired: list[Retired] = []
         try:
-            st = self._prefill(seqs, k, temperature, np.asarray(batch.seed, np.int64), pins, want_all=False)
+            own = (batch.info("kv_handle") >= 0) if batch.engines else None
+            st = self._prefill(seqs, k, temperature, np.asarray(batch.seed, np.int64), pins, want_all=False, own=own)
             decoder = Decoder(self, st)
             retired = decoder.run()
             steps = self._steps(n, retired, st, decoder)
@@ -251,12 +258,11 @@ class HFPolicy:
     def _steps(self, n: int, retired: list[Retired], st: _Prefill, decoder: Decoder) -> Steps:
         texts, terminal = [], []
         for r in retired:
-            eos = FINISH[r.finish] == "eos"
-            text = self.decode(r.tokens[:-1] if eos else r.tokens)
+            text = self.decode(r.tokens)
             texts.append(text)
             terminal.append(FINISH[r.finish] in ("eos", "stop") or (self.is_terminal is not None and bool(self.is_terminal(text))))
         generated = decoder.generated
-        forwarded = st.suffix + decoder.forwarded
+        forwarded = st.charged + decoder.forwarded
         self.tokens_generated += int(generated.sum())
         self.decode_tokens += int(decoder.forwarded.sum())
         return Steps(
@@ -293,7 +299,7 @@ class HFPolicy:
     # ---- prefill ---------------------------------------------------------------------------
 
     def _prefill(self, seqs: list[np.ndarray], k: np.ndarray, temperature: np.ndarray, seeds: np.ndarray, pins: list[int],
-                 want_all: bool) -> _Prefill:  # fmt: skip
+                 want_all: bool, own: np.ndarray | None = None) -> _Prefill:  # fmt: skip
         n, dev = len(seqs), self.runner.device
         start = [0] * n
         prefix_slots = [np.zeros(0, np.int64)] * n
@@ -347,7 +353,12 @@ class HFPolicy:
                     self.cache.free(o)
             raise
         node_seeds = np.array([node_seed(sd, s) for sd, s in zip(seeds.tolist(), seqs)], np.uint64)
-        return _Prefill(seqs, start, P, S, logits, k, temperature, node_seeds, suffix)
+        charged = suffix
+        if own is not None:  # what the node's own search needed: all of it, or the recomputed tail
+            bs = self.pool.block_size if self.sharing else 1
+            lengths = np.array([len(s) for s in seqs], np.int64)
+            charged = np.where(own & self.sharing, lengths - ((lengths - 1) // bs) * bs, lengths)
+        return _Prefill(seqs, start, P, S, logits, k, temperature, node_seeds, suffix, charged)
 
     def _allocate(self, n: int) -> np.ndarray:
         """Pool slots for ``n`` tokens, evicting LRU KV and growing the pool (by doubling, up to
