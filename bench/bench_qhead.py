@@ -2,10 +2,11 @@
 
 On CUDA: a parity check of the kernel against the fp32 torch reference on odd shapes and every
 dtype (plus each timed shape), then timings for B in 64..16384 and H in 576..4096, linear and MLP
-heads. Eager = gather + norm + matmul + activation + add as separate native-dtype torch ops.
+heads. Eager = gather + norm + matmul + activation as separate native-dtype torch ops; both
+sides compute q only (f = g + lambda * h is the C++ engine's).
 Two timings per row: ``call_us`` (triton.testing.do_bench: L2 flushed, host launch overhead
 included) and ``gpu_us`` (do_bench_cudagraph: GPU time only; L2-warm when the footprint fits in
-L2). Bandwidth = bytes moved (gathered rows + indices + weights + g + q + f) / gpu_us.
+L2). Bandwidth = bytes moved (gathered rows + indices + weights + q) / gpu_us.
 On CPU: interpreter parity only (Triton has no CPU backend).
 
     python bench/bench_qhead.py --out qhead.json            # GPU: parity + timings
@@ -62,10 +63,10 @@ def make_inputs(B: int, H: int, M: int, dtype, norm: str, dev, seed: int = 0, ma
         head = qhead.QHead(w1=(rnd(H, M) / H**0.5).to(dtype), b1=(0.1 * rnd(M)).to(dtype),
                            w2=(rnd(M) / M**0.5).to(dtype), b2=one, act="gelu",
                            out_act="sigmoid", norm=norm, norm_weight=nw, norm_bias=nb)  # fmt: skip
-    return hidden, last, head, rnd(B)
+    return hidden, last, head
 
 
-def eager(hidden, last, head, g, lam):
+def eager(hidden, last, head):
     """What one writes without the kernel: separate ops in the model's dtype."""
     x = hidden[last]  # gather
     if head.norm == "rms":
@@ -76,14 +77,13 @@ def eager(hidden, last, head, g, lam):
         pre = x @ head.w1 + head.b1.to(x.dtype)  # matmul
     else:
         pre = torch.nn.functional.gelu(x @ head.w1 + head.b1) @ head.w2 + head.b2.to(x.dtype)
-    q = torch.sigmoid(pre.float())  # activation
-    return q, g + lam * q  # add
+    return torch.sigmoid(pre.float())  # activation
 
 
 def bytes_moved(B: int, H: int, M: int, dtype, norm: str) -> int:
     es = torch.tensor([], dtype=dtype).element_size()
     weights = (H * M + 2 * M if M else H) * es + (H * es if norm != "none" else 0)
-    return B * H * es + B * 8 + weights + B * 4 + 2 * B * 4
+    return B * H * es + B * 8 + weights + B * 4  # rows, int64 indices, weights, fp32 q
 
 
 def parity(dev, dtypes) -> list[dict]:
@@ -96,17 +96,17 @@ def parity(dev, dtypes) -> list[dict]:
     for dtype in dtypes:
         for i, (B, H, M) in enumerate(shapes):
             norm = ("none", "rms", "layer")[i % 3]
-            hidden, last, head, g = make_inputs(B, H, M, dtype, norm, dev, seed=i)
+            hidden, last, head = make_inputs(B, H, M, dtype, norm, dev, seed=i)
             t0 = time.perf_counter()
-            q, f = qhead.qhead_triton(hidden, last, head, g, 0.7)
+            q = qhead.qhead_triton(hidden, last, head)
             secs = time.perf_counter() - t0
-            q_ref, f_ref = qhead.qhead_reference(hidden, last, head, g, 0.7)
-            err = max((q - q_ref).abs().max().item(), (f - f_ref).abs().max().item())
+            q_ref = qhead.qhead_reference(hidden, last, head)
+            err = (q - q_ref).abs().max().item()
             ok = bool(torch.allclose(q, q_ref, atol=TOL[dtype], rtol=TOL[dtype]))
-            q2, f2 = qhead.qhead_triton(hidden, last, head, g, 0.7)  # split-M reduction order
-            ok = ok and torch.equal(q, q2) and torch.equal(f, f2)
+            q2 = qhead.qhead_triton(hidden, last, head)  # split-M reduction order
+            ok = ok and torch.equal(q, q2)
             hidden[last[-1], H // 2] = math.inf  # sigmoid(inf) = 1 must not hide it
-            q_bad, _ = qhead.qhead_triton(hidden, last, head, g, 0.7)
+            q_bad = qhead.qhead_triton(hidden, last, head)
             nan_ok = bool(torch.isnan(q_bad[-1])) and bool(torch.isfinite(q_bad[:-1]).all())
             rows.append(dict(dtype=str(dtype)[6:], B=B, H=H, M=M, norm=norm, max_abs_err=err,
                              tol=TOL[dtype], ok=ok and nan_ok, nan_row_ok=nan_ok, secs=secs))  # fmt: skip
@@ -123,11 +123,11 @@ def timings(args, dev, result: dict) -> None:
                     if time.monotonic() > t_end:
                         print("time budget spent: stopping", flush=True)
                         return
-                    hidden, last, head, g = make_inputs(B, H, M, dtype, args.norm, dev)
-                    kern = lambda: qhead.qhead_triton(hidden, last, head, g, 1.0)  # noqa: E731
-                    ref = lambda: eager(hidden, last, head, g, 1.0)  # noqa: E731
-                    q, _ = kern()
-                    q_ref, _ = qhead.qhead_reference(hidden, last, head, g, 1.0)
+                    hidden, last, head = make_inputs(B, H, M, dtype, args.norm, dev)
+                    kern = lambda: qhead.qhead_triton(hidden, last, head)  # noqa: E731
+                    ref = lambda: eager(hidden, last, head)  # noqa: E731
+                    q = kern()
+                    q_ref = qhead.qhead_reference(hidden, last, head)
                     err = (q - q_ref).abs().max().item()
                     call_k, call_e = (triton.testing.do_bench(fn, return_mode="median") for fn in (kern, ref))
                     gpu_k, gpu_e = (triton.testing.do_bench_cudagraph(fn, return_mode="median") for fn in (kern, ref))  # fmt: skip

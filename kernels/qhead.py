@@ -1,5 +1,8 @@
 """Fused Q-value-head scoring: gather each candidate's last-token hidden state from packed hidden
-states, apply the head, the output activation, and f = g + lambda * q. One launch per batch.
+states, apply the head and the output activation, giving q. One launch per batch.
+
+q is the search's h. This module computes q only: g and f = g + lambda * h live in the C++
+engine alone (one place for each rule), so nothing here takes g or lambda or returns f.
 
 Design:
 - Input is packed: ``hidden`` [T, H] holds all candidates' tokens end to end, ``last_index`` [B]
@@ -27,9 +30,9 @@ Example (CPU, torch reference):
 >>> hidden = torch.randn(10, 8)                    # two candidates of 4 and 6 tokens
 >>> last = last_index_from_cu_seqlens(torch.tensor([0, 4, 10]))
 >>> head = QHead(w1=torch.randn(8), b1=0.1, out_act="sigmoid")
->>> q, f = score_qhead(hidden, last, head, g=torch.zeros(2), lam=1.0)
->>> q.shape, bool(torch.equal(q, f))
-(torch.Size([2]), True)
+>>> q = score_qhead(hidden, last, head)
+>>> q.shape, q.dtype, bool(((q > 0) & (q < 1)).all())
+(torch.Size([2]), torch.float32, True)
 """
 
 from __future__ import annotations
@@ -110,19 +113,17 @@ def _load_normed(row_ptrs, mask_b, offs_h, H, mean, rstd, nw_ptr, nb_ptr, NORM: 
 
 
 @triton.jit
-def _finish(pre, abs_sum, offs_b, mask_b, g_ptr, q_ptr, f_ptr, lam, OUT_ACT: tl.constexpr):
+def _finish(pre, abs_sum, offs_b, mask_b, q_ptr, OUT_ACT: tl.constexpr):
     # (abs_sum - abs_sum) is 0 for a finite row, NaN if the row holds NaN or inf.
     q = _output_act(pre, OUT_ACT) + (abs_sum - abs_sum)
-    g = tl.load(g_ptr + offs_b, mask=mask_b, other=0.0)
     tl.store(q_ptr + offs_b, q, mask=mask_b)
-    tl.store(f_ptr + offs_b, g + lam * q, mask=mask_b)
 
 
 @triton.jit
 def _qhead_kernel(
-    hidden_ptr, stride_ht, last_ptr, g_ptr, q_ptr, f_ptr,
+    hidden_ptr, stride_ht, last_ptr, q_ptr,
     w1_ptr, stride_w1h, stride_w1m, b1_ptr, w2_ptr, b2_ptr, nw_ptr, nb_ptr, part_ptr, count_ptr,
-    B, H, M, lam, eps,
+    B, H, M, eps,
     IS_MLP: tl.constexpr, NORM: tl.constexpr, ACT: tl.constexpr, OUT_ACT: tl.constexpr,
     DOT_FP32: tl.constexpr, SPLIT_M: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_M: tl.constexpr,
@@ -165,7 +166,7 @@ def _qhead_kernel(
             if NORM == 0:
                 abs_sum += tl.sum(tl.abs(x), axis=1)
         pre = acc + tl.load(b1_ptr).to(tl.float32)
-        _finish(pre, abs_sum, offs_b, mask_b, g_ptr, q_ptr, f_ptr, lam, OUT_ACT)
+        _finish(pre, abs_sum, offs_b, mask_b, q_ptr, OUT_ACT)
     else:
         # This program's BLOCK_M hidden units: a GEMM tile [BLOCK_B, BLOCK_M] over H.
         pid_m = tl.program_id(1)
@@ -198,9 +199,9 @@ def _qhead_kernel(
                     part = part_ptr + s * B + offs_b
                     total += tl.load(part, mask=mask_b, other=0.0, cache_modifier=".cg")
                 tl.atomic_xchg(count_ptr + pid_b, 0)
-                _finish(total + b2, abs_sum, offs_b, mask_b, g_ptr, q_ptr, f_ptr, lam, OUT_ACT)
+                _finish(total + b2, abs_sum, offs_b, mask_b, q_ptr, OUT_ACT)
         else:
-            _finish(pre + b2, abs_sum, offs_b, mask_b, g_ptr, q_ptr, f_ptr, lam, OUT_ACT)
+            _finish(pre + b2, abs_sum, offs_b, mask_b, q_ptr, OUT_ACT)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -239,7 +240,7 @@ def _scalar(name: str, v: object, device: torch.device) -> torch.Tensor:
     return torch.full((1,), float(v), dtype=torch.float32, device=device)
 
 
-def _validate(hidden, last_index, head, g, lam) -> tuple[int, int, int]:
+def _validate(hidden, last_index, head) -> tuple[int, int, int]:
     """Checks every argument by raising; returns (B, H, M) with M = 0 for a linear head."""
     if not isinstance(hidden, torch.Tensor):
         raise TypeError(f"hidden must be a torch.Tensor, got {type(hidden).__name__}")
@@ -257,12 +258,6 @@ def _validate(hidden, last_index, head, g, lam) -> tuple[int, int, int]:
                          "has no candidates")  # fmt: skip
     if not last_index.is_contiguous():
         raise ValueError("last_index is not contiguous: pass last_index.contiguous()")
-    g_t = _tensor("g", g, dev, 1, (torch.float32,))
-    if g_t.shape[0] != B or not g_t.is_contiguous():
-        raise ValueError(f"g must be a contiguous fp32 tensor of shape [{B}] (one per candidate), "
-                         f"got shape {tuple(g_t.shape)}")  # fmt: skip
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
-        raise ValueError(f"lam must be a finite float, got {lam!r}")
     for field, allowed in (("norm", _NORMS), ("act", _ACTS), ("out_act", _OUT_ACTS)):
         if getattr(head, field) not in allowed:
             raise ValueError(f"head.{field}={getattr(head, field)!r}; pick one of {list(allowed)}")
@@ -339,10 +334,9 @@ def _counters(dev: torch.device, n: int) -> torch.Tensor:
     return buf
 
 
-def _launch(hidden, last_index, head, g, lam, B, H, M) -> tuple[torch.Tensor, torch.Tensor]:
+def _launch(hidden, last_index, head, B, H, M) -> torch.Tensor:
     dev = hidden.device
     q = torch.empty(B, dtype=torch.float32, device=dev)
-    f = torch.empty(B, dtype=torch.float32, device=dev)
     w1 = head.w1
     is_mlp = M > 0
     b1 = head.b1 if is_mlp else _scalar("b1", head.b1, dev)
@@ -360,28 +354,25 @@ def _launch(hidden, last_index, head, g, lam, B, H, M) -> tuple[torch.Tensor, to
     part = torch.empty((grid[1], B), dtype=torch.float32, device=dev) if split else q
     count = _counters(dev, grid[0]) if split else q
     _qhead_kernel[grid](
-        hidden, hidden.stride(0), last_index, g, q, f,
+        hidden, hidden.stride(0), last_index, q,
         w1, w1.stride(0), w1.stride(1) if is_mlp else 0, b1, w2, b2, nw, nb, part, count,
-        B, H, max(M, 1), float(lam), float(head.eps),
+        B, H, max(M, 1), float(head.eps),
         IS_MLP=is_mlp, NORM=_NORMS[head.norm], ACT=_ACTS[head.act],
         OUT_ACT=_OUT_ACTS[head.out_act], DOT_FP32=dot_fp32, SPLIT_M=split,
         BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_M=block_m, num_warps=warps,
     )  # fmt: skip
-    return q, f
+    return q
 
 
-Pair = tuple[torch.Tensor, torch.Tensor]
-
-
-def qhead_triton(hidden, last_index, head: QHead, g, lam: float) -> Pair:
-    """Validate by raising, then run the Triton kernel once; returns fp32 (q [B], f [B]).
+def qhead_triton(hidden: torch.Tensor, last_index: torch.Tensor, head: QHead) -> torch.Tensor:
+    """Validate by raising, then run the Triton kernel once; returns q, fp32 [B].
 
     Needs CUDA tensors, or CPU tensors with TRITON_INTERPRET=1 set before this module was
     imported. Does no host sync: last_index is not range-checked, NaN rows give NaN in q.
     """
-    B, H, M = _validate(hidden, last_index, head, g, lam)
+    B, H, M = _validate(hidden, last_index, head)
     _check_triton_device(hidden.device)
-    return _launch(hidden, last_index, head, g, lam, B, H, M)
+    return _launch(hidden, last_index, head, B, H, M)
 
 
 def _check_triton_device(dev: torch.device) -> None:
@@ -395,9 +386,9 @@ def _check_triton_device(dev: torch.device) -> None:
 # ----------------------------------------------------------------------------- reference
 
 
-def qhead_reference(hidden, last_index, head: QHead, g, lam: float) -> Pair:
-    """Plain torch ops in fp32 (gather, norm, matmul, activation, add): the semantics the
-    kernel must match. No validation (``score_qhead`` validates); returns (q, f)."""
+def qhead_reference(hidden: torch.Tensor, last_index: torch.Tensor, head: QHead) -> torch.Tensor:
+    """Plain torch ops in fp32 (gather, norm, matmul, activation): the semantics the kernel must
+    match. No validation (``score_qhead`` validates); returns q, fp32 [B], differentiable."""
     x = hidden.index_select(0, last_index.long()).float()
     finite = torch.isfinite(x).all(dim=1)
     H = x.shape[1]
@@ -416,8 +407,7 @@ def qhead_reference(hidden, last_index, head: QHead, g, lam: float) -> Pair:
         hid = act[head.act](x @ head.w1.float() + b1)
         pre = hid @ head.w2.float() + torch.as_tensor(head.b2, device=x.device).float().reshape(-1)
     q = {"identity": lambda t: t, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[head.out_act](pre)
-    q = torch.where(finite, q, torch.full_like(q, math.nan))
-    return q, g + lam * q
+    return torch.where(finite, q, torch.full_like(q, math.nan))
 
 
 # ----------------------------------------------------------------------------- public entry
@@ -441,26 +431,22 @@ def score_qhead(
     hidden: torch.Tensor,
     last_index: torch.Tensor,
     head: QHead,
-    g: torch.Tensor,
-    lam: float,
     *,
     backend: str = "auto",
     check: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Score B candidates: q = out_act(head(norm(hidden[last_index]))), f = g + lam * q (fp32).
+) -> torch.Tensor:
+    """Score B candidates: q = out_act(head(norm(hidden[last_index]))), fp32 [B].
 
     ``backend``: "auto" (Triton on CUDA, the torch reference otherwise), "triton" or "torch".
     ``check``: also range-check last_index before the launch and raise if a q is NaN/inf,
     naming the candidate (two host syncs); with False a bad row leaves NaN in q.
 
-    >>> q, f = score_qhead(torch.ones(3, 4), torch.tensor([2]), QHead(w1=torch.ones(4)),
-    ...                    g=torch.tensor([1.0]), lam=0.5)
-    >>> q.tolist(), f.tolist()
-    ([4.0], [3.0])
+    >>> score_qhead(torch.ones(3, 4), torch.tensor([2]), QHead(w1=torch.ones(4), b1=0.5)).tolist()
+    [4.5]
     """
     if backend not in ("auto", "triton", "torch"):
         raise ValueError(f"backend={backend!r}; pick 'auto', 'triton' or 'torch'")
-    B, H, M = _validate(hidden, last_index, head, g, lam)
+    B, H, M = _validate(hidden, last_index, head)
     if check:
         lo, hi = (int(v) for v in torch.aminmax(last_index))
         if lo < 0 or hi >= hidden.shape[0]:
@@ -469,12 +455,12 @@ def score_qhead(
     use_triton = backend == "triton" or (backend == "auto" and hidden.device.type == "cuda")
     if use_triton:
         _check_triton_device(hidden.device)
-        q, f = _launch(hidden, last_index, head, g, lam, B, H, M)
+        q = _launch(hidden, last_index, head, B, H, M)
     else:
-        q, f = qhead_reference(hidden, last_index, head, g, lam)
+        q = qhead_reference(hidden, last_index, head)
     if check:
         _raise_if_not_finite(q, hidden, last_index)
-    return q, f
+    return q
 
 
 def _raise_if_not_finite(q: torch.Tensor, hidden: torch.Tensor, last_index: torch.Tensor) -> None:

@@ -4,9 +4,12 @@ on a few problems, and clear errors (exit status 2, no traceback) for bad input.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -23,23 +26,15 @@ def qvm_dir(tmp_path_factory):
     return str(path)
 
 
-def test_demo_astar_beats_greedy(capsys):
-    assert main(["demo", "--problems", "20", "--seed", "3"]) == 0
-    out = capsys.readouterr().out
-    greedy = float(re.search(r"^greedy\s+([\d.]+)%", out, re.M).group(1))
-    astar = float(re.search(r"^A\*\s+([\d.]+)%", out, re.M).group(1))
-    assert astar == 100.0 and greedy < astar
-
-
-@pytest.mark.parametrize("command", ["solve", "eval", "label", "train-qvm", "demo"])
+@pytest.mark.parametrize("command", ["solve", "eval", "report", "label", "train-qvm"])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "example" in out
-    if command != "demo":
-        assert "--seed" in out and "--device" in out
+    if command != "report":
+        assert "--seed" in out and "--device" in out and "--threads" in out
 
 
 def test_solve_prints_path_and_writes_tree(qvm_dir, tmp_path, capsys):
@@ -62,6 +57,7 @@ def test_eval_table_json_plot(qvm_dir, tmp_path, capsys):
     doc = json.loads(js.read_text())
     assert [s["method"] for s in doc["summaries"]] == ["greedy", "best_of_2_qvm", "beam_w2_k2", "qstar_lam1_k2_min"]
     assert all(len(r["records"]) == 3 for r in doc["reports"]) and len(doc["comparisons"]) == 3
+    assert all(r["question"] and r["gold"] for rep in doc["reports"] for r in rep["records"])
     # every method saw the same problems, in the same order
     assert len({tuple(x["question_id"] for x in r["records"]) for r in doc["reports"]}) == 1
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -90,7 +86,12 @@ def test_label_train_eval_pipeline(tmp_path, capsys):
     # resuming adds nothing
     assert main(["label", *task, "--out", str(labels), "--trajectories", "2", "--rollouts", "2", "--chunk", "1"]) == 0
     assert len(labels.read_text().splitlines()) == len(rows)
-    assert main(["train-qvm", *task, "--labels", str(labels), "--out", str(qvm), "--epochs", "3", "--val-fraction", "0"]) == 0
+    assert main(["train-qvm", *task, "--labels", str(labels), "--out", str(qvm), "--epochs", "3", "--val-fraction", "0"]) in (0, 2)
+    err = capsys.readouterr().err
+    if not (qvm / "config.json").exists():  # two problems may give labels of one class: then train-qvm refuses, loudly
+        assert "nothing to learn" in err
+        return
+    assert "holds only" in err  # few rows: a loud warning
     loaded = QValueModel.from_pretrained(qvm)
     assert loaded.backbone is None and loaded.hidden_size == 128
     report = json.loads((qvm / "train_report.json").read_text())
@@ -103,8 +104,8 @@ def test_label_train_eval_pipeline(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["eval", "--model", "/nonexistent/model"], "does not exist"),
-        (["eval", "--task", "mbpp"], "unknown --task 'mbpp'"),
+        (["eval", "--model", "/nonexistent/model"], "no such directory"),
+        (["eval", "--task", "mbpp"], "unknown task 'mbpp'"),
         (["eval", "--methods", "greedy,dfs"], "unknown method 'dfs'"),
         (["eval", "--methods", "greedy,greedy"], "twice"),
         (["eval", "--methods", "beam:0"], "positive integer"),
@@ -112,12 +113,14 @@ def test_label_train_eval_pipeline(tmp_path, capsys):
         (["eval", "--qvm", "/nonexistent/qvm"], "does not exist"),
         (["eval", "--seeds", "5"], None),  # a single seed is fine; checked below with --n
         (["eval", "--seeds", "x:y"], "START:STOP"),
-        (["eval", "--n", "0"], "--n must be >= 1"),
         (["eval", "--device", "tpu:9"], "device"),
+        (["eval", "--records", "/nonexistent/dir/r.jsonl"], "does not exist; create it first"),
+        (["eval", "--resume"], "--resume continues a --records FILE"),
         (["label", "--seeds", "0:2", "--out", "x.jsonl"], "reserved for evaluation"),
         (["train-qvm", "--labels", "/nonexistent.jsonl", "--out", "q"], "no such file"),
         (["solve", QUESTION, "--tree", "t.png"], ".html, .svg or .dot"),
-        (["solve", " "], "empty"),
+        (["solve", " "], "non-empty question"),
+        (["report", "/nonexistent.jsonl"], "no such file"),
     ],
 )
 def test_errors_exit_2_with_a_message(argv, message, capsys):
@@ -128,6 +131,14 @@ def test_errors_exit_2_with_a_message(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("qstar: error:") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["eval", "--n", "0"], ["eval", "--lam", "nan"], ["eval", "--lam", "inf"], ["eval", "--temperature", "nan"],
+                                  ["eval", "--threads", "0"], ["eval", "--k", "x"]])  # fmt: skip
+def test_bad_numbers_are_refused_while_parsing(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "Traceback" not in capsys.readouterr().err
 
 
 def test_bad_data_file_names_the_line(tmp_path, capsys):
@@ -144,5 +155,60 @@ def test_bad_data_file_names_the_line(tmp_path, capsys):
 def test_module_entry_point_and_argparse_errors():
     proc = subprocess.run([sys.executable, "-m", "qstar_native", "frobnicate"], capture_output=True, text=True)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "qstar_native", "demo", "--problems", "0"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "--problems must be between 1 and 100" in proc.stderr
+
+
+def eval_argv(records, *extra):
+    return [sys.executable, "-m", "qstar_native", "eval", "--n", "6", "--methods", "greedy,qstar:6", "--k", "2", "--threads", "1",
+            "--concurrency", "2", "--no-progress", "--records", str(records), *extra]  # fmt: skip
+
+
+def records_of(path):
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0]["type"] == "header"
+    return sorted((r["method"], r["question_id"], r["completion"], r["tokens_generated"], r["tokens_forwarded"]) for r in lines[1:])
+
+
+def wait_for_records(path, proc, n):
+    while proc.poll() is None:
+        if path.exists() and len(path.read_text().splitlines()) > n:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_kill_9_then_resume_gives_the_records_of_an_uninterrupted_run(tmp_path):
+    full, part = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
+    assert subprocess.run(eval_argv(full), capture_output=True, text=True).returncode == 0
+    proc = subprocess.Popen(eval_argv(part), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if wait_for_records(part, proc, 2):
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = records_of(part)
+    resumed = subprocess.run(eval_argv(part, "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert records_of(part) == records_of(full) and len(records_of(full)) == 12
+    assert set(kept) <= set(records_of(full))
+
+
+def test_sigint_keeps_finished_records_and_prints_the_table_so_far(tmp_path):
+    part = tmp_path / "part.jsonl"
+    proc = subprocess.Popen(eval_argv(part), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait_for_records(part, proc, 2):
+        pytest.skip("the run finished before it could be interrupted")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "finished records are in" in err and "Traceback" not in err
+    assert "method" in out and "accuracy" in out  # the table so far
+    assert len(records_of(part)) >= 2
+
+
+def test_report_remakes_the_table_from_record_files(tmp_path, capsys):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    base = ["eval", "--n", "3", "--k", "2", "--no-progress"]
+    assert main([*base, "--methods", "greedy", "--records", str(a)]) == 0
+    assert main([*base, "--methods", "qstar:4", "--records", str(b)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^greedy\s+3\s", out, re.M) and "qstar_lam1_k2_min - greedy" in out
+    assert main(["report", str(a), str(a)]) == 2  # the same (method, problem) twice

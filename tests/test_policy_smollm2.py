@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from qstar_native import Searcher
-from qstar_native.policy import HFPolicy, tree_tokens
+from qstar_native.policy import HFPolicy
 
 pytestmark = pytest.mark.slow
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -59,7 +59,10 @@ def test_exact_reuse_on_a_real_model(smol):
 def test_greedy_step_equals_generate(smol):
     model, tok, prompt = smol
     policy = HFPolicy(model, tok, temperature=0.0, num_candidates=2, max_step_tokens=24, kv_blocks=2048)
-    (c,) = policy.propose([prompt])[0]
+    steps = policy.propose([prompt])
+    (c,) = steps.of_node(0)
+    for h in steps.kv_handles:
+        policy.cache.unpin(int(h))
     ids = torch.as_tensor(prompt, dtype=torch.long)[None]
     gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False)[0, len(prompt):].tolist()
     cut = next((i + 1 for i, t in enumerate(gen) if t == tok.eos_token_id or "\n" in tok.decode([t])), len(gen))
@@ -70,14 +73,11 @@ def test_short_search(smol):
     model, tok, prompt = smol
     policy = HFPolicy(model, tok, num_candidates=3, temperature=0.7, top_p=0.95, max_step_tokens=16, kv_blocks=4096,
                       is_terminal=lambda text: "answer is" in text.lower())
-    searcher = Searcher(policy.as_expand(), aggregate="mean", batch_size=2, num_solutions=1, max_expansions=5)
-    eng = searcher.new_engine()
-    eng.add_root(prompt)
-    expand = policy.as_expand()
-    while (ids := eng.select(2)).size:
-        nodes = [eng.view(int(i)) for i in ids]
-        eng.expand_many([n.id for n in nodes], expand(nodes))
-    assert eng.stats().expanded == 5 and eng.num_nodes > 6
-    assert policy.tokens_forwarded <= 1.05 * tree_tokens(eng)
-    best = max(range(1, eng.num_nodes), key=lambda n: eng.node(n).f)
-    assert tok.decode(eng.state_tokens(best)[len(prompt):].tolist()).strip()
+    searcher = Searcher(policy.as_expand(), aggregate="mean", batch_size=2, k=3, temperature=0.7, num_solutions=1, max_expansions=5)
+    result = searcher.search(prompt, keep_tree=True)
+    assert result.stats.expanded == 5 and result.stats.nodes > 6
+    distinct = len(prompt) + result.stats.tokens
+    assert policy.tokens_forwarded <= 1.05 * distinct, (policy.tokens_forwarded, distinct)
+    best = max(result.tree[1:], key=lambda n: n.f)
+    assert tok.decode(best.tokens[len(prompt):].tolist()).strip()
+    assert policy.cache.num_pins == 0

@@ -7,11 +7,14 @@ import doctest
 import pytest
 import torch
 
-from qstar_native.policy import kv_pool, sampling
+import numpy as np
+
+from qstar_native.policy import calculator, kv_pool, sampling
 from qstar_native.policy.kv_pool import KVPool, blocks_for_capacity
+from qstar_native.policy.working_kv import WorkingKV
 
 
-@pytest.mark.parametrize("module", [kv_pool, sampling])
+@pytest.mark.parametrize("module", [kv_pool, sampling, calculator])
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
 
@@ -40,17 +43,56 @@ def test_capacity_arithmetic():
         blocks_for_capacity(shapes, torch.float32, 2, kv_capacity=None, kv_blocks=0)
 
 
+def test_pool_grows_keeping_every_slot():
+    pool = KVPool([(2, 3)], num_blocks=2, block_size=2)
+    kv = [(torch.randn(4, 2, 3), torch.randn(4, 2, 3))]
+    pool.scatter(torch.arange(4), kv)
+    pool.grow(5)
+    assert pool.num_blocks == 5 and pool.num_slots == 10 and pool.keys[0].shape[0] == 10
+    assert torch.equal(pool.gather(torch.arange(4))[0][0], kv[0][0])
+
+
 def test_top_p_keeps_the_smallest_nucleus_and_renormalises():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.05, 0.1, 0.8]]))
-    p = sampling.sampling_probs(logits, temperature=1.0, top_p=0.75)
+    p = sampling.sampling_probs(logits, torch.tensor([1.0, 1.0]), top_p=0.75)
     torch.testing.assert_close(p[0], torch.tensor([0.625, 0.375, 0.0, 0.0]))
     torch.testing.assert_close(p[1], torch.tensor([0.0, 0.0, 0.0, 1.0]))
-    sharp = sampling.sampling_probs(logits, temperature=0.5, top_p=1.0)
+    sharp = sampling.sampling_probs(logits, torch.tensor([0.5, 0.5]), top_p=1.0)
     assert sharp[0, 0] > 0.5 and torch.allclose(sharp.sum(-1), torch.ones(2))
 
 
-def test_draws_are_grouped_and_reproducible():
+def test_inverse_cdf_draws_follow_the_distribution_and_greedy_rows_take_the_argmax():
     probs = torch.tensor([0.2, 0.3, 0.5])
-    a = sampling.draw(probs, 50, torch.Generator().manual_seed(4))
-    b = sampling.draw(probs, 50, torch.Generator().manual_seed(4))
-    assert a == b and sum(c for _, c in a) == 50 and len({t for t, _ in a}) == len(a)
+    logits = torch.log(probs)[None].repeat(2, 1)
+    seeds = np.full(20000, sampling.node_seed(0, [1, 2]), np.uint64)
+    u = torch.as_tensor(sampling.uniforms(seeds, np.arange(20000), np.zeros(20000, np.int64))).view(2, 10000)
+    tok = sampling.draw(logits, torch.tensor([1.0, 0.0]), 1.0, u)
+    freq = torch.bincount(tok[0], minlength=3).float() / 10000
+    assert torch.allclose(freq, probs, atol=0.02)  # 4 sigma at n = 10000
+    assert (tok[1] == 2).all()  # temperature 0: the argmax for every sample
+
+
+def test_zero_probability_tokens_are_never_drawn():
+    logits = torch.tensor([[0.0, float("-inf"), 0.0, float("-inf")]])
+    u = torch.tensor([[0.0, 0.4999999, 0.5, 0.9999999999]], dtype=torch.float64)
+    assert set(sampling.draw(logits, torch.tensor([1.0]), 1.0, u)[0].tolist()) <= {0, 2}
+
+
+def test_uniforms_are_a_pure_function_of_seed_sample_and_step():
+    s = np.array([sampling.node_seed(3, [5, 6, 7])] * 4, np.uint64)
+    a = sampling.uniforms(s, np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1]))
+    b = sampling.uniforms(s[:2], np.array([0, 1]), np.array([0, 0]))
+    assert np.array_equal(a[:2], b) and len(set(a.tolist())) == 4
+    assert sampling.node_seed(3, [5, 6, 7]) != sampling.node_seed(3, [5, 6, 8]) != sampling.node_seed(4, [5, 6, 8])
+
+
+def test_working_kv_rows_move_and_grow():
+    w = WorkingKV([(1, 2)], torch.float32, torch.device("cpu"))
+    w.start(2, 4)
+    w.keys[0][:2, :, :3] = torch.arange(12.0).view(2, 1, 3, 2)
+    w.mask[:2, :3] = torch.tensor([[1, 1, 0], [1, 0, 1]])
+    w.length = 3
+    w.reserve_rows(5)  # grows, keeping the live rows
+    assert w.row_capacity >= 5 and torch.equal(w.keys[0][1, 0, :3], torch.arange(6.0, 12.0).view(3, 2))
+    w.copy_rows(torch.tensor([1]), torch.tensor([0]))
+    assert torch.equal(w.keys[0][0, :, :3], w.keys[0][1, :, :3]) and w.mask[0, :3].tolist() == [1, 0, 1]

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import qstar_native
-from qstar_native.pretrained import DEFAULT_POLICY_DIR, PolicySettings, Solver, load_policy, load_qvm, on_policy_states, step_policy
+from qstar_native.pretrained import DEFAULT_POLICY_DIR, PolicySettings, Solver, load_policy, load_qvm, search_setup
 from qstar_native.tasks import annotation_reward
 from qstar_native.tasks.grounding import grounding_reward
 from qstar_native.value import QValueModel
@@ -69,7 +69,7 @@ def test_solve_reports_consistent_f_g_h(policy, qvm_dir, lam, process_reward, ca
         context += step.text
         g = reward if i == 0 else min(g, reward)
         with torch.no_grad():
-            (h,), _ = oracle.score_sequences([state])
+            (h,) = oracle.score_sequences([state])
         assert step.reward == reward
         assert step.g == pytest.approx(g)
         assert step.h == pytest.approx(float(h), abs=1e-4)
@@ -79,25 +79,26 @@ def test_solve_reports_consistent_f_g_h(policy, qvm_dir, lam, process_reward, ca
     path = result.chosen_path()
     tree = result.search.tree
     assert path[0] == 0 and path[-1] == best.node_id and len(path) == len(best.steps) + 1
-    assert all(tree[c].record.parent == p for p, c in zip(path, path[1:]))
-    assert tree[best.node_id].record.status == "solution"
+    assert all(tree[c].parent == p for p, c in zip(path, path[1:]))
+    assert tree[best.node_id].status == "solution"
     assert "answer:" in str(result)
 
 
-def test_head_on_policy_states_scores_like_hidden_mode(policy, qvm_dir):
-    """A head alone scores the hidden states the policy hands out; the same head reading states
-    through the policy model (what the calculator setting needs) gives the same Q."""
+@pytest.mark.parametrize("calculator", [False, True])
+def test_qvm_reads_the_hidden_state_of_the_step_as_written(policy, qvm_dir, calculator):
+    """h comes from the hidden state of the forward that computed each child's KV: with or
+    without the calculator it equals the head over a full forward of the policy (no second pass)."""
     head = load_qvm(qvm_dir, policy)
-    on_states = on_policy_states(head, policy)
-    assert on_states is not head and head.backbone is None and on_states.backbone is policy.model
-    sp = step_policy(policy, head, seed=0)
-    root = policy.encode(policy.prompt(QUESTION))
-    (cands,) = sp.propose([np.asarray(root, dtype=np.int32)], 3, temperature=1.0, seed=0)
+    oracle = QValueModel.from_pretrained(qvm_dir, backbone=policy.model)
+    setup = search_setup(policy, head, seed=0, calculator=calculator, temperature=1.0)
+    root = np.asarray(policy.encode(policy.prompt(QUESTION)), dtype=np.int32)
+    steps = setup.policy.propose([root])
     with torch.no_grad():
-        q_hidden, _ = head.score_hidden(torch.stack([c.hidden for c in cands]))
-        q_states, _ = on_states.score_sequences([root + c.tokens.tolist() for c in cands])
+        q_hidden = head.score_hidden(steps.hidden)
+        q_states = oracle.score_sequences([np.concatenate([root, steps.tokens[a:b]]) for a, b in zip(steps.offsets[:-1], steps.offsets[1:])])
     torch.testing.assert_close(q_hidden, q_states, atol=1e-4, rtol=0)
-    assert on_policy_states(None, policy) is None and on_policy_states(on_states, policy) is on_states
+    for h in steps.kv_handles:
+        setup.policy.cache.unpin(int(h))
 
 
 def test_solve_writes_each_tree_format(policy, qvm_dir, tmp_path):
@@ -114,12 +115,12 @@ def test_same_seed_same_search(policy, qvm_dir):
     a = Solver(policy, qvm, k=3, max_expansions=8, seed=5).solve(QUESTION)
     b = Solver(policy, qvm, k=3, max_expansions=8, seed=5).solve(QUESTION)
     assert [s.text for s in a.steps] == [s.text for s in b.steps]
-    assert [t.record for t in a.search.tree] == [t.record for t in b.search.tree]
+    fields = lambda t: [(n.parent, n.status, n.g, n.h, n.f, n.step.tolist()) for n in t]  # noqa: E731
+    assert fields(a.search.tree) == fields(b.search.tree)
 
 
-def test_searcher_from_pretrained_and_budgets(qvm_dir):
-    solver = qstar_native.Searcher.from_pretrained(qvm=qvm_dir, k=2, max_expansions=1)
-    assert isinstance(solver, qstar_native.Solver)
+def test_solver_from_pretrained_and_budgets(qvm_dir):
+    solver = qstar_native.Solver.from_pretrained(qvm=qvm_dir, k=2, max_expansions=1)
     result = solver.solve(QUESTION)
     assert result.search.stats.expanded <= 1
     if not result.steps:
@@ -147,6 +148,8 @@ def test_load_errors_name_the_fix(tmp_path, policy, qvm_dir):
         load_qvm(tmp_path / "nope", policy)
     with pytest.raises(ValueError, match="non-empty"):
         Solver(policy).solve("  ")
+    with pytest.raises(ValueError, match="question 1 must be a non-empty string"):
+        Solver(policy).solve_many(["ok?", ""])
     with pytest.raises(ValueError, match="process_reward"):
         Solver(policy, process_reward="prm")
     (bad / "qstar.json").write_text(json.dumps({"process_reward": "prm"}))
@@ -158,6 +161,14 @@ def test_load_errors_name_the_fix(tmp_path, policy, qvm_dir):
 
 def test_without_qvm_h_is_zero(policy):
     result = Solver(policy, None, k=2, max_expansions=10, process_reward=None).solve(QUESTION)
-    assert all(t.record.g == 0.0 for t in result.search.tree)
-    assert all(t.record.h == 0.0 for t in result.search.tree)
+    assert all(n.g == 0.0 for n in result.search.tree)
+    assert all(n.h == 0.0 for n in result.search.tree)
     assert all(math.isclose(s.f, s.g) for s in result.steps)
+
+
+def test_solve_many_equals_one_at_a_time(policy, qvm_dir):
+    qvm = load_qvm(qvm_dir, policy)
+    questions = [QUESTION, "Tom has 4 boxes of 6 pens. He gives away 5 pens. How many pens does he have left?"]
+    together = Solver(policy, qvm, k=3, max_expansions=8, seed=2).solve_many(questions)
+    alone = [Solver(policy, qvm, k=3, max_expansions=8, seed=2).solve(q) for q in questions]
+    assert [[s.text for s in r.steps] for r in together] == [[s.text for s in r.steps] for r in alone]

@@ -106,14 +106,14 @@ def test_hidden_mode_equals_sequence_mode_on_policy_candidates():
 
     lm = tiny_lm(seed=3)
     qvm = trained(QValueModel(backbone=lm, head="mlp", mlp_width=8, out_act="sigmoid"))
-    policy = HFPolicy(lm, CharTok(), num_candidates=3, max_step_tokens=5, return_hidden=True, kv_blocks=512)
+    policy = HFPolicy(lm, CharTok(), num_candidates=3, max_step_tokens=5, kv_blocks=512)
     roots = [np.array([1, 2, 3, 4], np.int32), np.array([5, 6], np.int32)]
-    cands = policy.propose(roots)
+    first = policy.propose(roots)
     # Second round: children's states come partly from the prefix cache, which must not matter.
-    states = [np.concatenate([r, c.tokens]) for r, cs in zip(roots, cands) for c in cs]
-    cands2 = policy.propose(states[:2])
-    pairs = [(r, c) for r, cs in zip(roots, cands) for c in cs] + [(s, c) for s, cs in zip(states[:2], cands2) for c in cs]
-    q_hidden = qvm.score_hidden(torch.stack([c.hidden for _, c in pairs]))
+    states = [np.concatenate([r, c.tokens]) for j, r in enumerate(roots) for c in first.of_node(j)]
+    second = policy.propose(states[:2])
+    pairs = [(r, c) for j, r in enumerate(roots) for c in first.of_node(j)] + [(s, c) for j, s in enumerate(states[:2]) for c in second.of_node(j)]
+    q_hidden = qvm.score_hidden(torch.cat([first.hidden, second.hidden]))
     q_seq = qvm.score_sequences([np.concatenate([s, c.tokens]) for s, c in pairs])
     assert len(pairs) >= 4
     assert torch.allclose(q_hidden, q_seq, atol=1e-5, rtol=0)

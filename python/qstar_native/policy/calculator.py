@@ -37,7 +37,7 @@ def format_number(x: Fraction | int) -> str:
     one (the annotation check reads the written decimals as the precision claimed).
 
     >>> format_number(Fraction(7, 2)), format_number(Fraction(1, 3)), format_number(Fraction(1, 3000))
-    ('3.5', '0.33', '0.00033')
+    ('3.5', '0.333', '0.000333')
     """
     x = Fraction(x)
     if x.denominator == 1:

@@ -68,7 +68,10 @@ def draw(logits: torch.Tensor, temperature: torch.Tensor, top_p: float, u: torch
     greedy = logits.argmax(-1, keepdim=True).expand_as(u)
     if bool((temperature == 0).all()):
         return greedy
-    cdf = sampling_probs(logits, temperature, top_p).cumsum(-1)
-    # Scaled by the row's total so rounding can never step past the last token of positive mass.
-    drawn = torch.searchsorted(cdf, (u * cdf[:, -1:]).to(cdf.dtype), right=True).clamp_(max=logits.shape[-1] - 1)
+    cdf = sampling_probs(logits, temperature, top_p).double().cumsum(-1)
+    # u scaled by the row's total and kept strictly below it: the first entry of the cumulative
+    # sum above it then always belongs to a token of positive probability.
+    total = cdf[:, -1:]
+    v = torch.minimum(u.to(cdf.device, torch.float64) * total, torch.nextafter(total, torch.zeros_like(total)))
+    drawn = torch.searchsorted(cdf, v, right=True)
     return torch.where((temperature > 0)[:, None].to(drawn.device), drawn, greedy)
