@@ -204,9 +204,10 @@ def test_end_to_end_tiny_llama_checkpoint_round_trip(tmp_path, train_backbone):
     # A frozen backbone is not in the checkpoint (pass it back); a trained one is.
     loaded = QValueModel.from_pretrained(tmp_path) if train_backbone else QValueModel.from_pretrained(tmp_path, backbone=tiny_lm())
     assert torch.equal(loaded.score_sequences(seqs), q)
-    # rows re-encoded from text give the same sequences here (one token per step)
-    tok = ScriptedPolicy(TREE).token_of
-    again = TrainData.from_rows(rows, encode=lambda s: [0] + [tok[c] for c in s], question_text=lambda qid: "")
+    # rows re-encoded from text, piece by piece, give the same sequences here (one token per step;
+    # the prompt "^" is the root token 0)
+    tok = {**ScriptedPolicy(TREE).token_of, "^": 0}
+    again = TrainData.from_rows(rows, encode=lambda s: [tok[c] for c in s], question_text=lambda qid: "^")
     assert all(np.array_equal(a, b) for a, b in zip(again.seqs, seqs))
     with pytest.raises(ValueError, match=r"rows\[0\] .* does not label items\[0\]"):
         TrainData.from_items(items, rows[1:] + rows[:1])
