@@ -45,7 +45,7 @@ def full_logits(model, tokens) -> torch.Tensor:
 
 
 def step_logprob(model, state, step) -> float:
-    """Sum of log-probs of ``step`` after ``state`` from a full forward (the oracle for Candidate.logprob)."""
+    """Sum of log-probs of ``step`` after ``state`` from a full forward (the oracle for Steps.logprob)."""
     seq = np.concatenate([np.asarray(state), np.asarray(step)])
     lp = torch.log_softmax(full_logits(model, seq), -1)
     n = len(state)

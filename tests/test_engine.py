@@ -129,7 +129,7 @@ def test_frontier_capacity_prunes_worst_and_counts_them():
     assert eng.stats().pruned_capacity == 2
 
 
-def test_max_depth_prunes_non_terminals_and_keeps_terminals():
+def test_max_steps_prunes_non_terminals_and_keeps_terminals():
     eng = Engine(max_steps=1)
     root = eng.add_root([0])
     eng.select(1)

@@ -9,9 +9,11 @@ first use. ``qstar_native.load_default().solve(question)`` runs Q* with the embe
 >>> searcher.search([1, 2, 3]).stop_reason
 'exhausted'
 
+The data path: ``Scheduler`` runs many searches in flight, each an ``Engine`` (A* or beam, owning
+its nodes' KV pins); every round their selected nodes go to the policy as one columnar ``Batch``
+and come back as columnar ``Steps``. ``methods`` (greedy, best-of-N, beam, Q*) are jobs on it.
 Subpackages: ``tasks`` (problems, answer checking, sandbox, rules), ``policy`` (HF policy with KV
-prefix sharing), ``value`` (Q-value models and scorers), ``labels`` (Q-value labelling),
-``baselines`` (greedy, best-of-N, beam, Q*).
+prefix sharing), ``value`` (Q-value models and scorers), ``labels`` (Q-value labelling).
 """
 
 from importlib import import_module

@@ -1,5 +1,5 @@
 """MathTask: a math task (GSM-Symbolic, GSM8K, MATH) as the :class:`~qstar_native.protocols.Task`
-that labelling, baselines and evaluation use.
+that labelling, the methods and evaluation use.
 
 The outcome reward is the task's own ``is_correct`` (1.0 or 0.0); answers are canonicalised so
 that majority vote counts "1,200", "1200.0" and "1200" as one answer.

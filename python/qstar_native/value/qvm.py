@@ -3,7 +3,7 @@
 Two ways to get that hidden state:
 
 - hidden mode (:meth:`QValueModel.score_hidden`): the policy's own final hidden states
-  (``HFPolicy(return_hidden=True)`` puts one on each candidate), so scoring costs no forward pass.
+  (``HFPolicy`` hands one out with every step, ``Steps.hidden``), so scoring costs no forward pass.
 - sequence mode (:meth:`QValueModel.score_sequences`): a separate backbone (any HF ``AutoModel``
   trunk or causal LM) reads question + steps + candidate.
 
