@@ -55,10 +55,12 @@ class IndexedHeap {
     return p != kAbsent && heap_[p].f == e.f ? p : kAbsent;
   }
 
-  void push(const FrontierEntry& e) {
+  // Adds e; a node already here keeps its one entry (see Frontier::push).
+  void push(FrontierEntry e) {
     auto id = static_cast<std::size_t>(e.id);
     if (id >= pos_.size()) pos_.resize(std::max(id + 1, 2 * pos_.size()), kAbsent);
-    heap_.push_back(e);
+    if (pos_[id] != kAbsent) return;
+    heap_.emplace_back();  // filled by sift_up
     sift_up(heap_.size() - 1, e);
   }
 
@@ -87,8 +89,9 @@ class IndexedHeap {
  private:
   static constexpr std::size_t kArity = 4;
 
-  void place(std::size_t i, const FrontierEntry& e) {
-    heap_[i] = e;
+  void place(std::size_t i, FrontierEntry e) {
+    heap_[i].f = e.f;  // field by field: a 16-byte copy of an entry built from two 8-byte stores
+    heap_[i].id = e.id;  // would stall on store forwarding
     pos_[static_cast<std::size_t>(e.id)] = static_cast<uint32_t>(i);
   }
 
@@ -127,6 +130,9 @@ class Frontier {
   // track_worst: keep the reverse heap so pop_worst() is O(log n) (else it scans, O(n)).
   explicit Frontier(bool track_worst = false) : track_worst_(track_worst) {}
 
+  // Adds e. Pushing an entry that is already here changes nothing, as in an ordered set (it happens
+  // when release() is given the same id twice); the engine never pushes a node that is here with a
+  // different f (it erases the old entry first).
   void push(FrontierEntry e) {
     best_.push(e);
     if (track_worst_) worst_.push(e);

@@ -47,6 +47,7 @@ class NodeStore {
     Node* slot = ::new (static_cast<void*>(&blocks_.back()[size_ & kBlockMask])) Node(n);
     slot->tokens = append_tokens(step, count);
     slot->token_count = count;
+    terminal_.push_back(n.terminal);
     return static_cast<NodeId>(size_++);
   }
 
@@ -74,6 +75,9 @@ class NodeStore {
   }
   size_t size() const { return size_; }
   const Token* step_tokens(NodeId id) const { return (*this)[id].tokens; }
+  // Node::terminal, from a dense copy (a terminal never changes): select() checks it for every
+  // frontier top without touching the node's cache lines.
+  bool terminal(NodeId id) const { return terminal_[static_cast<size_t>(id)] != 0; }
   const std::string& key(NodeId id) const { return keys_[id]; }  // only when has_key
 
   // Root-first list of node ids on the path to id (inclusive).
@@ -112,6 +116,7 @@ class NodeStore {
   std::vector<std::unique_ptr<Token[]>> chunks_;
   Token* chunk_next_ = nullptr;
   size_t chunk_left_ = 0;
+  std::vector<uint8_t> terminal_;  // by id
   std::vector<std::string> keys_;  // by id, up to the last keyed node
 };
 

@@ -92,6 +92,7 @@ void Engine::unpin_handle(int64_t kv) {
 }
 
 void Engine::drop_pin(NodeId id) {
+  if (pinned_ == 0) return;  // no node holds a pin (and the node need not be read)
   Node& n = store_[id];
   if (n.kv_handle < 0) return;
   unpin_handle(n.kv_handle);
@@ -165,8 +166,7 @@ std::vector<NodeId> Engine::select(int64_t k) {
   out.reserve(static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(frontier_.size()))));
   while (static_cast<int64_t>(out.size()) < k && !frontier_.empty()) {
     const FrontierEntry top = frontier_.best();
-    Node& n = store_[top.id];
-    if (n.terminal) {  // BestFirst only: in Beam mode terminals are settled when a level ends
+    if (store_.terminal(top.id)) {  // BestFirst only: in Beam mode terminals are settled when a level ends
       // A handed-out node that ranks before this terminal may still yield a better solution.
       if (!selected_.empty() && ranks_before(selected_.best(), top)) break;
       frontier_.pop_best();
@@ -179,7 +179,7 @@ std::vector<NodeId> Engine::select(int64_t k) {
     }
     if (stats_.expanded + static_cast<int64_t>(selected_.size()) >= config_.max_expansions) break;
     frontier_.pop_best();
-    n.status = NodeStatus::Selected;
+    store_[top.id].status = NodeStatus::Selected;
     selected_.push(top);
     out.push_back(top.id);
   }
@@ -342,10 +342,10 @@ bool Engine::is_ancestor(NodeId maybe_ancestor, NodeId id) const {
   return false;
 }
 
-NodeId Engine::insert_child(NodeId parent, const Token* step, uint32_t count, double reward, double q,
+// hash: the child's state hash (of its key, when keyed).
+NodeId Engine::insert_child(NodeId parent, uint64_t hash, const Token* step, uint32_t count, double reward, double q,
                             bool terminal, int64_t samples, int64_t kv, const std::string* key) {
   const Node& p = store_[parent];
-  uint64_t hash = key ? std::hash<std::string>{}(*key) : extend_hash(p.state_hash, step, count);
   if (config_.dedup) {
     NodeId existing = key ? states_.find_key(*key) : states_.find_tokens(store_, hash, parent, step, count);
     if (existing != kNoNode) {
@@ -450,12 +450,39 @@ void Engine::update_stop_after_expand() {
   }
 }
 
+// The state hash of every child of a batch (of its key, when keyed), in one tight pass before any
+// insert (independent hash chains overlap in the CPU), prefetching each one's slot in table (when
+// given) so the inserts find it warm.
+static void hash_children(const NodeStore& store, const ChildBatch& b, const StateTable* table, uint64_t* out) {
+  if (b.keys) {
+    for (size_t i = 0; i < b.num_children; ++i) out[i] = std::hash<std::string>{}((*b.keys)[i]);
+    return;
+  }
+  size_t i = 0;
+  const Token* tok = b.tokens;
+  for (size_t j = 0; j < b.num_parents; ++j) {
+    const uint64_t parent_hash = store[b.parents[j]].state_hash;
+    for (int64_t c = 0; c < b.child_counts[j]; ++c, ++i) {
+      const auto len = static_cast<size_t>(b.step_lengths[i]);
+      out[i] = extend_hash(parent_hash, tok, len);
+      if (table) table->prefetch(out[i]);
+      tok += len;
+    }
+  }
+}
+
 Status Engine::expand(const ChildBatch& b, std::vector<NodeId>* out) {
   std::lock_guard<std::mutex> lock(mu_);
   Timer t(&stats_.engine_seconds);
   Status s = validate_batch(b);
   if (!s.is_ok()) return s;
   out->assign(b.num_children, kNoNode);
+  // The children's state hashes first, in one tight pass (independent chains overlap in the CPU),
+  // prefetching their table slots; the inserts below find them warm. A parent's state hash never
+  // changes (re-parenting keeps the state), so computing them early changes nothing.
+  hashes_.resize(b.num_children);
+  const uint64_t* hash = hashes_.data();
+  hash_children(store_, b, config_.dedup ? &states_ : nullptr, hashes_.data());
   size_t i = 0;
   const Token* tok = b.tokens;
   for (size_t j = 0; j < b.num_parents; ++j) {
@@ -473,7 +500,7 @@ Status Engine::expand(const ChildBatch& b, std::vector<NodeId>* out) {
         ++stats_.dropped_budget;  // a node or token budget already ran out
         unpin_handle(kv);
       } else {
-        (*out)[i] = insert_child(parent, tok, len, b.rewards[i], b.q[i], b.terminal[i] != 0,
+        (*out)[i] = insert_child(parent, hash[i], tok, len, b.rewards[i], b.q[i], b.terminal[i] != 0,
                                  b.samples ? b.samples[i] : 1, kv, b.keys ? &(*b.keys)[i] : nullptr);
       }
       tok += len;

@@ -163,8 +163,8 @@ class Engine {
   bool done_locked() const { return stop_ != StopReason::Running; }
   Status check_id(NodeId id) const;
   Status validate_batch(const ChildBatch& b);
-  NodeId insert_child(NodeId parent, const Token* step, uint32_t count, double reward, double q, bool terminal,
-                      int64_t samples, int64_t kv, const std::string* key);
+  NodeId insert_child(NodeId parent, uint64_t hash, const Token* step, uint32_t count, double reward, double q,
+                      bool terminal, int64_t samples, int64_t kv, const std::string* key);
   void merge_into(NodeId existing, NodeId parent, const Token* step, uint32_t count, double reward, double q,
                   int64_t kv);
   void push_open(NodeId id);
@@ -198,6 +198,7 @@ class Engine {
   std::vector<uint32_t> seen_;  // seen_[id] == seen_stamp_: id is a parent earlier in this call
   uint32_t seen_stamp_ = 0;
   std::vector<int64_t> handles_;
+  std::vector<uint64_t> hashes_;  // expand's scratch: the children's state hashes
 };
 
 }  // namespace qstar

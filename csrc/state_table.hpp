@@ -21,6 +21,14 @@
 #include "node_store.hpp"
 #include "types.hpp"
 
+#if defined(__GNUC__)
+#define QSTAR_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define QSTAR_NOINLINE __declspec(noinline)
+#else
+#define QSTAR_NOINLINE
+#endif
+
 namespace qstar {
 
 inline uint64_t mix64(uint64_t x) {  // splitmix64 finalizer
@@ -37,7 +45,9 @@ inline constexpr uint64_t kEmptyStateHash = 0x243f6a8885a308d3ULL;
 // One token into the chain: a 64x64->128-bit multiply folded to 64 bits (the wyhash/mum step),
 // about half the latency of a full splitmix64 round. The chain is serial (one token after the
 // other), so its latency is the cost. Weak low bits do not matter: the table index is mixed again.
-inline uint64_t extend_hash(uint64_t h, const Token* tokens, size_t count) {
+// Out of line on purpose: inlined into a larger loop, GCC 12 spills the 128-bit product to the
+// stack, which doubles the chain's latency.
+QSTAR_NOINLINE inline uint64_t extend_hash(uint64_t h, const Token* tokens, size_t count) {
   for (size_t i = 0; i < count; ++i) {
     uint64_t x = h ^ (0x9e3779b97f4a7c15ULL + static_cast<uint32_t>(tokens[i]));
 #if defined(__SIZEOF_INT128__)
@@ -67,6 +77,14 @@ class StateTable {
   NodeId find_key(const std::string& key) const {
     auto it = by_key_.find(key);
     return it == by_key_.end() ? kNoNode : it->second;
+  }
+  // Starts loading the slot where a lookup of this hash begins.
+  void prefetch(uint64_t hash) const {
+#if defined(__GNUC__)
+    if (!slots_.empty()) __builtin_prefetch(&slots_[mix64(hash) & mask_]);
+#else
+    (void)hash;
+#endif
   }
   void insert_tokens(uint64_t hash, NodeId id) {
     if (2 * (used_ + 1) > slots_.size()) grow();

@@ -88,11 +88,14 @@ def test_uniforms_are_a_pure_function_of_seed_sample_and_step():
 
 def test_working_kv_rows_move_and_grow():
     w = WorkingKV([(1, 2)], torch.float32, torch.device("cpu"))
-    w.start(2, 4)
-    w.keys[0][:2, :, :3] = torch.arange(12.0).view(2, 1, 3, 2)
-    w.mask[:2, :3] = torch.tensor([[1, 1, 0], [1, 0, 1]])
+    w.start(2, 5, 4)
+    assert (w.nodes, w.rows, w.node_capacity, w.row_columns) == (2, 2, 2, 4)
+    w.phase = "decode"
+    w.row_keys[0][:2, :, :3] = torch.arange(12.0).view(2, 1, 3, 2)
     w.length = 3
-    w.reserve_rows(5)  # grows, keeping the live rows
-    assert w.row_capacity >= 5 and torch.equal(w.keys[0][1, 0, :3], torch.arange(6.0, 12.0).view(3, 2))
+    w.reserve_rows(5)  # grows, keeping the live rows' columns
+    assert w.row_capacity >= 5 and torch.equal(w.row_keys[0][1, 0, :3], torch.arange(6.0, 12.0).view(3, 2))
     w.copy_rows(torch.tensor([1]), torch.tensor([0]))
-    assert torch.equal(w.keys[0][0, :, :3], w.keys[0][1, :, :3]) and w.mask[0, :3].tolist() == [1, 0, 1]
+    assert torch.equal(w.row_keys[0][0, :, :3], w.row_keys[0][1, :, :3])
+    w.start(3, 8, 2)  # a new batch: more nodes and columns, buffers reused or grown, nothing kept
+    assert w.node_capacity >= 3 and w.node_columns >= 8 and (w.length, w.node_length) == (0, 0) and int(w.node_mask[:3, :8].sum()) == 0

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .attention import DecodeLayout
 from .sampling import draw, uniforms
 
 if TYPE_CHECKING:
@@ -91,8 +92,6 @@ class Decoder:
         self.p, self.st = policy, st
         n, m = len(st.seqs), int(st.k.max()) if len(st.k) else 1
         self.max_len = policy.max_step_tokens
-        cols = st.P + st.S + self.max_len
-        self.base = st.P + st.S
         samples = np.where(np.arange(m)[None, :] < st.k[:, None], np.arange(m)[None, :], -1)
         self.rows = _Rows(
             node=np.arange(n, dtype=np.int64), samples=samples.astype(np.int64), toks=np.zeros((n, self.max_len), np.int32),
@@ -100,8 +99,9 @@ class Decoder:
             finish=np.full(n, -1, np.int8), force=[None] * n, n=n,
         )  # fmt: skip
         self.work = policy.work
-        self.work.reserve_rows(n)
-        assert self.work.col_capacity >= cols
+        self.work.phase = "decode"
+        w = self.work
+        self.node_bias = torch.zeros(n, w.node_length, device=w.device).masked_fill_(w.node_mask[:n, : w.node_length] == 0, float("-inf"))
         self.generated = np.zeros(n, np.int64)
         self.forwarded = np.zeros(n, np.int64)
         self.retired: list[Retired] = []
@@ -206,14 +206,20 @@ class Decoder:
                     r.force[row] = p.calculator.force(p.tokenizer.decode(r.toks[row, : r.length[row]].tolist())) or None
 
     def _forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feeds every live row's newest token: the step's one forward."""
+        """Feeds every live row's newest token: the step's one forward (attention in :mod:`.attention`)."""
         r, w, dev = self.rows, self.work, self.work.device
         n = r.n
         ids = torch.as_tensor(r.toks[np.arange(n), r.length[:n] - 1].astype(np.int64), device=dev)[:, None]
         pos = torch.as_tensor(r.pos[:n], device=dev)[:, None]
-        w.mask[:n, w.length] = 1
-        logits, hidden = self.p.runner.run(ids, w.mask[:n, : w.length + 1], pos, w.cache(), torch.arange(n, device=dev),
-                                           torch.zeros(n, dtype=torch.long, device=dev))  # fmt: skip
+        node = r.node[:n]
+        order = np.argsort(node, kind="stable")
+        first = np.searchsorted(node[order], node[order])  # where each row's node starts in the sorted order
+        slot = np.empty(n, np.int64)
+        slot[order] = np.arange(n) - first
+        layout = DecodeLayout(w, torch.as_tensor(node, device=dev), torch.as_tensor(slot, device=dev), int(slot.max()) + 1, self.node_bias)
+        with layout:  # the 4-D mask is a placeholder: the decode attention builds its own
+            logits, hidden = self.p.runner.run(ids, torch.zeros(n, 1, 1, 1, device=dev), pos, w.cache(), torch.arange(n, device=dev),
+                                               torch.zeros(n, dtype=torch.long, device=dev))  # fmt: skip
         w.length += 1
         r.pos[:n] += 1
         np.add.at(self.forwarded, r.node[:n], 1)
@@ -234,7 +240,7 @@ class Decoder:
                           int(r.finish[row]), hid[i])  # fmt: skip
             self.retired.append(ret)
             batch.append((row, ret))
-        self.p._write_back(self.st, batch, self.base)
+        self.p._write_back(self.st, batch)
 
     def _compact(self, done: np.ndarray) -> None:
         """Frees the rows ``done``, refilling their slots from the end so live rows stay [0, n)."""

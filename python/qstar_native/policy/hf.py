@@ -43,6 +43,7 @@ from ..batch import Batch, Steps
 from ..prefix_cache import CacheFullError, PrefixCache
 from ..scheduler import PolicyExpand, Scorer
 from ..types import Tokens, as_tokens
+from .attention import install as install_attention
 from .calculator import Calculator
 from .decode import FINISH, Decoder, Retired
 from .kv_pool import KVPool, blocks_for_capacity
@@ -149,6 +150,7 @@ class HFPolicy:
         self.eos_ids = frozenset([] if eos is None else [eos] if isinstance(eos, int) else eos)
         self.context_length = int(getattr(model.config, "max_position_embeddings", None) or 2**31 - 1)
 
+        install_attention(model)
         self.runner = ModelRunner(model)
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0]) if model.get_output_embeddings() is not None else model.get_input_embeddings().num_embeddings
         probe = self.runner.probe(model.get_input_embeddings().num_embeddings)
@@ -317,32 +319,32 @@ class HFPolicy:
             suffix = np.array([len(s) - p for s, p in zip(seqs, start)], np.int64)
             P, S = max(start), int(suffix.max())
             work = self.work
-            work.start(n, P + S + self.max_step_tokens)
+            work.start(n, P + S, self.max_step_tokens)
             if P:
                 idx = torch.zeros(n, P, dtype=torch.long, device=dev)
                 for i, sl in enumerate(prefix_slots):
                     idx[i, : len(sl)] = torch.from_numpy(sl)
-                for (pk, pv), wk, wv in zip(self.pool.gather(idx), work.keys, work.values):
+                for (pk, pv), wk, wv in zip(self.pool.gather(idx), work.node_keys, work.node_values):
                     wk[:n, :, :P] = pk.transpose(1, 2)
                     wv[:n, :, :P] = pv.transpose(1, 2)
             ids = torch.zeros(n, S, dtype=torch.long)
             pos = torch.zeros(n, S, dtype=torch.long)
             for i, (s, p) in enumerate(zip(seqs, start)):
                 ids[i, : suffix[i]] = torch.from_numpy(s[p:].astype(np.int64))
-                work.mask[i, :p] = 1
-                work.mask[i, P : P + suffix[i]] = 1
+                work.node_mask[i, :p] = 1
+                work.node_mask[i, P : P + suffix[i]] = 1
                 pos[i] = p + torch.arange(S)
             suf_rows = torch.from_numpy(np.repeat(np.arange(n), suffix))
             suf_cols = torch.from_numpy(np.concatenate([np.arange(v) for v in suffix]))
             rows, cols = (suf_rows, suf_cols) if want_all else (torch.arange(n), torch.from_numpy(suffix - 1))
-            work.length = P
-            logits, _ = self.runner.run(ids.to(dev), work.mask[:n, : P + S], pos.to(dev), work.cache(), rows.to(dev), cols.to(dev))
-            work.length = P + S
+            work.node_length = P
+            logits, _ = self.runner.run(ids.to(dev), work.node_mask[:n, : P + S], pos.to(dev), work.cache(), rows.to(dev), cols.to(dev))
+            work.node_length = P + S
             self.forward_calls += 1
             self.prefill_tokens += int(suffix.sum())
             self.cache_hit_tokens += sum(start)
             if self.sharing:
-                kv = work.row_columns(suf_rows.to(dev), (P + suf_cols).to(dev))
+                kv = work.node_columns_kv(suf_rows.to(dev), (P + suf_cols).to(dev))
                 self.pool.scatter(torch.from_numpy(np.concatenate(owned)).to(dev), kv)
                 for i, s in enumerate(seqs):
                     self.cache.insert(s, np.concatenate([prefix_slots[i], owned[i]]))
@@ -386,35 +388,45 @@ class HFPolicy:
                 f"kv_capacity, or expand fewer nodes per round (batch_size, concurrency)"
             ) from err
 
-    def _write_back(self, st: _Prefill, batch: list[tuple[int, Retired]], base: int) -> None:
+    def _write_back(self, st: _Prefill, batch: list[tuple[int, Retired]]) -> None:
         """Caches each retired row's child state (state + step, all fed) and pins it; the pin
-        handle goes to the engine with the step."""
+        handle goes to the engine with the step. A state token's KV sits in its node's columns,
+        a step token's in its row's columns."""
         if not self.sharing:
             return
-        rows, cols, slots = [], [], []
+        node_at, row_at, slots_node, slots_row = [], [], [], []
         for row, ret in batch:
             seq = st.seqs[ret.node]
             full = np.concatenate([seq, ret.tokens]).astype(np.int32)
-            m = self.cache.match(full)
-            have = int(m.length)
-            new = np.zeros(0, np.int64)
-            if have < len(full):
-                try:
-                    new = self._allocate(len(full) - have)
-                except CacheFullError:
-                    self.writeback_skipped += 1  # the child stays uncached: its prefill computes it
-                    continue
-                q = np.arange(have, len(full))
-                p, L = st.start[ret.node], len(seq)
-                cols.append(np.where(q < p, q, np.where(q < L, st.P + q - p, base + q - L)))
-                rows.append(np.full(len(q), row))
-                slots.append(new)
-            self.cache.insert(full, np.concatenate([m.slots, new]))
-            ret.kv_handle = self.cache.pin(full)
-        if slots:
-            dev = self.runner.device
-            kv = self.work.row_columns(torch.from_numpy(np.concatenate(rows)).to(dev), torch.from_numpy(np.concatenate(cols)).to(dev))
-            self.pool.scatter(torch.from_numpy(np.concatenate(slots)).to(dev), kv)
+            guard = self.cache.pin(full)  # before allocate: the prefix matched below cannot be evicted by it
+            try:
+                m = self.cache.match(full)
+                have = int(m.length)
+                new = np.zeros(0, np.int64)
+                if have < len(full):
+                    try:
+                        new = self._allocate(len(full) - have)
+                    except CacheFullError:
+                        self.writeback_skipped += 1  # the child stays uncached: its prefill computes it
+                        continue
+                    # only whole blocks are cached: insert frees the partial tail, so its KV is not written
+                    q = np.arange(have, (len(full) // self.pool.block_size) * self.pool.block_size)
+                    kept = new[: len(q)]
+                    p, L = st.start[ret.node], len(seq)
+                    in_node = q < L
+                    node_at.append(np.stack([np.full(in_node.sum(), ret.node), np.where(q[in_node] < p, q[in_node], st.P + q[in_node] - p)]))
+                    row_at.append(np.stack([np.full((~in_node).sum(), row), q[~in_node] - L]))
+                    slots_node.append(kept[in_node])
+                    slots_row.append(kept[~in_node])
+                self.cache.insert(full, np.concatenate([m.slots, new]))
+                ret.kv_handle = self.cache.pin(full)
+            finally:
+                self.cache.unpin(guard)
+        dev = self.runner.device
+        for at, slots, gather in ((node_at, slots_node, self.work.node_columns_kv), (row_at, slots_row, self.work.row_columns_kv)):
+            if slots and sum(len(x) for x in slots):
+                where = torch.from_numpy(np.concatenate(at, axis=1)).to(dev)
+                self.pool.scatter(torch.from_numpy(np.concatenate(slots)).to(dev), gather(where[0], where[1]))
 
 
 def _check_int(value: object, name: str, low: int) -> None:

@@ -9,9 +9,9 @@ Layout of one batch (row i has ``p_i`` cached prefix tokens and ``s_i`` new toke
 A 2-D attention mask marks pads 0 and ``position_ids = p_i + arange`` gives each row its own
 positions, so pads are never attended and RoPE / learned positions see the true offsets. In
 transformers 5.x the causal mask is built in cache-column coordinates (query offset = cache
-length), which is what makes this layout exact. :meth:`ModelRunner.probe` checks exactness on
-the model itself; models that fail it (sliding-window caches, custom attention) are run without
-prefix sharing.
+length), which is what makes this layout exact. Decode steps attend over the node's columns and
+the row's own through :mod:`.attention`. :meth:`ModelRunner.probe` checks both on the model itself;
+a model that fails (sliding-window caches, custom attention) is refused with the reason.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class ModelRunner:
         """Finds layer shapes and checks, on this model, that base+head and the padded gathered
         prefix layout in working buffers reproduce a plain full forward."""
         g = torch.Generator().manual_seed(0)
-        seq = torch.randint(0, vocab_size, (1, 7), generator=g).to(self.device)
+        seq = torch.randint(0, vocab_size, (1, 9), generator=g).to(self.device)
         full = self.model(input_ids=seq, use_cache=True)
         ref = full.logits[0].float()
         layers = getattr(full, "cache", None) or getattr(full, "past_key_values", None)
@@ -91,29 +91,41 @@ class ModelRunner:
         return Probe(shapes, dtype, self.split_head, True, "")
 
     def _check_gathered(self, seq: torch.Tensor, ref: torch.Tensor, kv: list, shapes: list[LayerShape], dtype: torch.dtype) -> float:
-        # Row 0: prefix 4 cached + 3 new; row 1: prefix 1 cached + 2 new (pads in both regions);
-        # then one decode step on row 1 (token 3 at position 3).
+        """The batch layout on this model against a plain forward: node 0 has 4 cached prefix
+        tokens and 3 new ones, node 1 has 1 and 2 (pads in both regions); then two decode steps
+        with node 1 split into two rows (its first row feeds token 3, its second tokens 3 and 4)
+        and node 0 one row (token 7), through the decode attention."""
+        from .attention import DecodeLayout
+
+        dev = self.device
         pref, new = [4, 1], [3, 2]
         P, S = 4, 3
-        work = WorkingKV(shapes, dtype, self.device)
-        work.start(2, P + S + 1)
-        for (k, v), wk, wv in zip(kv, work.keys, work.values):
+        work = WorkingKV(shapes, dtype, dev)
+        work.start(2, P + S, 2)
+        for (k, v), wk, wv in zip(kv, work.node_keys, work.node_values):
             for i, p in enumerate(pref):
                 wk[i, :, :p], wv[i, :, :p] = k[0, :, :p], v[0, :, :p]
-        ids = torch.zeros(2, S, dtype=torch.long, device=self.device)
-        pos = torch.zeros(2, S, dtype=torch.long, device=self.device)
+        ids = torch.zeros(2, S, dtype=torch.long, device=dev)
+        pos = torch.zeros(2, S, dtype=torch.long, device=dev)
         for i, (p, n) in enumerate(zip(pref, new)):
             ids[i, :n] = seq[p : p + n]
-            work.mask[i, :p] = 1
-            work.mask[i, P : P + n] = 1
+            work.node_mask[i, :p] = 1
+            work.node_mask[i, P : P + n] = 1
             pos[i] = p + torch.arange(S)
-        work.length = P
+        work.node_length = P
         rows, cols = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0, 1, 2, 0, 1])
-        logits, _ = self.run(ids, work.mask[:2, : P + S], pos, work.cache(), rows, cols)
-        work.length = P + S
-        work.mask[:2, P + S] = 1
-        step, _ = self.run(seq[3:4].view(1, 1).expand(2, 1), work.mask[:2, : P + S + 1], torch.full((2, 1), 3, device=self.device),
-                           work.cache(), torch.tensor([1]), torch.tensor([0]))  # fmt: skip
-        got = torch.cat([logits, step])
-        want = torch.cat([ref[4:7], ref[1:3], ref[3:4]])
-        return float((got - want).abs().max())
+        logits, _ = self.run(ids, work.node_mask[:2, : P + S], pos, work.cache(), rows, cols)
+        work.node_length, work.phase = P + S, "decode"
+        work.reserve_rows(3)
+        work.rows = 3
+        bias = torch.zeros(2, P + S, device=dev).masked_fill_(work.node_mask[:2, : P + S] == 0, float("-inf"))
+        node, slot = torch.tensor([0, 1, 1], device=dev), torch.tensor([0, 0, 1], device=dev)
+        got = [logits]
+        for at, step_pos, read in (([7, 3, 3], [7, 3, 3], [0, 1]), ([0, 0, 4], [8, 4, 4], [2])):
+            with DecodeLayout(work, node, slot, 2, bias):
+                out, _ = self.run(seq[at][:, None], torch.zeros(3, 1, 1, 1, device=dev),
+                                  torch.tensor(step_pos, device=dev)[:, None], work.cache(), torch.tensor(read), torch.zeros(len(read), dtype=torch.long))  # fmt: skip
+            work.length += 1
+            got.append(out)
+        want = torch.cat([ref[4:7], ref[1:3], ref[7:8], ref[3:4], ref[4:5]])
+        return float((torch.cat(got) - want).abs().max())
