@@ -369,7 +369,7 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=12, help="depth of terminals")
     p.add_argument("--batch", type=int, default=4, help="select(k) / batch_size")
     p.add_argument("--solutions", type=int, default=10**9, help="solutions to find before stopping")
-    p.add_argument("--pool", type=int, default=4096, help="precomputed child blocks (expansion e uses block e % pool)")
+    p.add_argument("--pool", type=int, default=4096, help="precomputed child blocks (expansion e uses block e %% pool)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats of every side")
     p.add_argument("--chain", type=int, default=10_000, help="depth of the chain benchmark (0: skip it)")

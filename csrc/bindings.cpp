@@ -134,6 +134,31 @@ py::dict info_columns(const std::vector<NodeInfo>& rows) {
   return d;
 }
 
+// One node field as a numpy array (the columnar read of a batch: one field, no dict of columns).
+template <typename T, typename F>
+py::array_t<T> field(const std::vector<NodeInfo>& rows, F get) {
+  py::array_t<T> out(static_cast<py::ssize_t>(rows.size()));
+  T* p = out.mutable_data();
+  for (size_t i = 0; i < rows.size(); ++i) p[i] = static_cast<T>(get(rows[i]));
+  return out;
+}
+
+py::array info_column(const std::vector<NodeInfo>& rows, const std::string& name) {
+  if (name == "depth") return field<int32_t>(rows, [](const NodeInfo& r) { return r.depth; });
+  if (name == "parent") return field<int64_t>(rows, [](const NodeInfo& r) { return r.parent; });
+  if (name == "samples") return field<int64_t>(rows, [](const NodeInfo& r) { return r.samples; });
+  if (name == "kv_handle") return field<int64_t>(rows, [](const NodeInfo& r) { return r.kv_handle; });
+  if (name == "state_length") return field<int64_t>(rows, [](const NodeInfo& r) { return r.state_length; });
+  if (name == "status") return field<uint8_t>(rows, [](const NodeInfo& r) { return static_cast<uint8_t>(r.status); });
+  if (name == "terminal") return field<bool>(rows, [](const NodeInfo& r) { return r.terminal; });
+  if (name == "reward") return field<double>(rows, [](const NodeInfo& r) { return r.reward; });
+  if (name == "g") return field<double>(rows, [](const NodeInfo& r) { return r.g; });
+  if (name == "h") return field<double>(rows, [](const NodeInfo& r) { return r.h; });
+  if (name == "f") return field<double>(rows, [](const NodeInfo& r) { return r.f; });
+  throw py::key_error("no node field '" + name +
+                      "'; pick one of depth, parent, samples, kv_handle, state_length, status, terminal, reward, g, h, f");
+}
+
 // Raised (as _core.CacheFullError, a MemoryError) when allocate() cannot make room.
 struct CacheFull : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -277,7 +302,7 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "expand",
           [](Engine& e, CArray<int64_t> parents, CArray<int64_t> counts, CArray<int32_t> tokens, CArray<int64_t> lengths,
-             CArray<double> rewards, CArray<double> q, CArray<uint8_t> terminal, std::optional<CArray<int64_t>> samples,
+             CArray<double> rewards, CArray<double> q, CArray<bool> terminal, std::optional<CArray<int64_t>> samples,
              std::optional<CArray<int64_t>> kv_handles, std::optional<std::vector<std::string>> keys) {
             if (counts.size() != parents.size()) throw py::value_error("child_counts must have one entry per parent");
             py::ssize_t n = lengths.size();
@@ -292,7 +317,7 @@ PYBIND11_MODULE(_core, m) {
             b.step_lengths = lengths.data();
             b.rewards = rewards.data();
             b.q = q.data();
-            b.terminal = terminal.data();
+            b.terminal = reinterpret_cast<const uint8_t*>(terminal.data());  // bool is one byte, 0 or 1
             b.num_children = static_cast<size_t>(n);
             b.samples = optional_data(samples, n, "samples");
             b.kv_handles = optional_data(kv_handles, n, "kv_handles");
@@ -323,6 +348,14 @@ PYBIND11_MODULE(_core, m) {
             return info_columns(rows);
           },
           py::arg("ids"))
+      .def(
+          "column",
+          [](const Engine& e, CArray<int64_t> ids, const std::string& name) {
+            std::vector<NodeInfo> rows;
+            nogil([&] { return e.infos(ids.data(), static_cast<size_t>(ids.size()), &rows); });
+            return info_column(rows, name);
+          },
+          py::arg("ids"), py::arg("name"))
       .def(
           "step_tokens",
           [](const Engine& e, NodeId id) {

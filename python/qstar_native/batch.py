@@ -94,12 +94,14 @@ class Batch(Sequence[Node]):
     Iterating gives lazy :class:`Node` views, so callbacks written for a list of nodes work.
     """
 
+    __slots__ = ("engines", "problem", "node", "k", "temperature", "seed", "_tokens", "_info")
+
     def __init__(self, engines: Sequence["Engine"], problem: np.ndarray, node: np.ndarray, *, k: np.ndarray,
                  temperature: np.ndarray, seed: np.ndarray) -> None:  # fmt: skip
         self.engines, self.problem, self.node = engines, problem, node
         self.k, self.temperature, self.seed = k, temperature, seed
         self._tokens: tuple[np.ndarray, np.ndarray] | None = None
-        self._info: dict[str, Any] | None = None
+        self._info: dict[str, np.ndarray] = {}
 
     @classmethod
     def of_states(cls, states: Sequence[Any], *, k: int | Sequence[int] = 1, temperature: float = 1.0, seed: int = 0) -> "Batch":
@@ -138,11 +140,15 @@ class Batch(Sequence[Node]):
 
     def _spans(self) -> Iterator[tuple[int, int, int]]:
         """(problem, start, stop) for each run of one problem's nodes."""
-        if len(self) == 0:
+        n = len(self)
+        if n == 0:
+            return
+        if len(self.engines) <= 1:
+            yield int(self.problem[0]), 0, n
             return
         cuts = np.flatnonzero(np.diff(self.problem)) + 1
         starts = np.concatenate([[0], cuts])
-        stops = np.concatenate([cuts, [len(self)]])
+        stops = np.concatenate([cuts, [n]])
         for a, b in zip(starts.tolist(), stops.tolist()):
             yield int(self.problem[a]), a, b
 
@@ -180,16 +186,19 @@ class Batch(Sequence[Node]):
 
     def info(self, name: str) -> np.ndarray:
         """A node field as a column: parent, depth, status, terminal, reward, g, h, f, samples,
-        kv_handle, state_length."""
-        if self._info is None:
-            cols = [self.engines[p]._core.infos(self.node[a:b]) for p, a, b in self._spans()]
-            self._info = {k: np.concatenate([c[k] for c in cols]) if cols else np.zeros(0) for k in (cols[0] if cols else {}) if k != "key"}
-        if name not in self._info:
-            raise KeyError(f"no node field {name!r}; pick one of {sorted(self._info)}")
-        return self._info[name]
+        kv_handle, state_length (read from the engines once per field and batch)."""
+        col = self._info.get(name)
+        if col is None:
+            if len(self.engines) == 1:
+                col = self.engines[0]._core.column(self.node, name)
+            else:
+                cols = [self.engines[p]._core.column(self.node[a:b], name) for p, a, b in self._spans()]
+                col = np.concatenate(cols) if cols else np.zeros(0)
+            self._info[name] = col
+        return col
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Steps:
     """The steps proposed for a batch's nodes, grouped by node, as flat arrays.
 
@@ -220,27 +229,26 @@ class Steps:
     finish: list[str] | None = None
 
     def __post_init__(self) -> None:
-        self.num_children = _int_col(self.num_children, "num_children")
-        n = int(self.num_children.sum())
+        # Columns already of the right dtype pass through untouched (this runs once per round on
+        # the hot path); values (finite scores, token ranges, counts) are checked by the engine.
+        self.num_children = counts = _int_col(self.num_children, "num_children")
+        n = int(counts.sum())
         self.lengths = _int_col(self.lengths, "lengths", n)
-        self.tokens = as_tokens(self.tokens, "tokens")
-        if int(self.lengths.sum()) != len(self.tokens):
-            raise ValueError(f"step lengths sum to {int(self.lengths.sum())} but {len(self.tokens)} tokens were given")
+        self.tokens = _token_col(self.tokens)  # that the lengths add up to it, the engine checks
         self.terminal = np.zeros(n, np.bool_) if self.terminal is None else _col(self.terminal, "terminal", n, np.bool_, "b")
-        self.count = np.ones(n, np.int64) if self.count is None else _int_col(self.count, "count", n)
-        for name in ("logprob", "reward", "q"):
-            v = getattr(self, name)
-            setattr(self, name, np.zeros(n) if v is None else _col(v, name, n, np.float64, "fiu"))
-        for name in ("texts", "keys", "finish"):
-            v = getattr(self, name)
-            if v is not None and len(v) != n:
-                raise ValueError(f"{name} has {len(v)} entries for {n} steps; give one per step")
+        self.count = _filled(n, 1) if self.count is None else _int_col(self.count, "count", n)
+        self.logprob = np.zeros(n) if self.logprob is None else _col(self.logprob, "logprob", n, np.float64, "fiu")
+        self.reward = np.zeros(n) if self.reward is None else _col(self.reward, "reward", n, np.float64, "fiu")
+        self.q = np.zeros(n) if self.q is None else _col(self.q, "q", n, np.float64, "fiu")
         if self.kv_handles is not None:
             self.kv_handles = _int_col(self.kv_handles, "kv_handles", n)
-        nodes = len(self.num_children)
-        for name in ("generated", "forwarded"):
-            v = getattr(self, name)
-            setattr(self, name, np.zeros(nodes, np.int64) if v is None else _int_col(v, name, nodes))
+        if self.generated is not None:  # None: the expand callback reports no usage
+            self.generated = _int_col(self.generated, "generated", len(counts), "nodes")
+        if self.forwarded is not None:
+            self.forwarded = _int_col(self.forwarded, "forwarded", len(counts), "nodes")
+        for name, v in (("texts", self.texts), ("keys", self.keys), ("finish", self.finish)):
+            if v is not None and len(v) != n:
+                raise ValueError(f"{name} has {len(v)} entries for {n} steps; give one per step")
 
     @classmethod
     def from_lists(cls, per_node: Sequence[Sequence[Step]]) -> "Steps":
@@ -305,7 +313,9 @@ class Steps:
         return [self.step(i) for i in range(start, start + int(self.num_children[j]))]
 
     def nodes(self, a: int, b: int) -> "Steps":
-        """The steps of nodes ``a..b-1`` (a contiguous slice, sharing no state with self)."""
+        """The steps of nodes ``a..b-1`` (a contiguous slice; all of them: self)."""
+        if a == 0 and b == len(self.num_children):
+            return self
         c0, c1 = int(self.num_children[:a].sum()), int(self.num_children[:b].sum())
         off = self.offsets
         t0, t1 = int(off[c0]), int(off[c1])
@@ -313,7 +323,8 @@ class Steps:
         return Steps(
             self.num_children[a:b].copy(), self.tokens[t0:t1], self.lengths[c0:c1], self.terminal[c0:c1], self.count[c0:c1],
             self.logprob[c0:c1], self.reward[c0:c1], self.q[c0:c1], pick(self.texts), pick(self.keys),
-            None if self.hidden is None else self.hidden[c0:c1], pick(self.kv_handles), self.generated[a:b], self.forwarded[a:b],
+            None if self.hidden is None else self.hidden[c0:c1], pick(self.kv_handles),
+            None if self.generated is None else self.generated[a:b], None if self.forwarded is None else self.forwarded[a:b],
             pick(self.finish),
         )  # fmt: skip
 
@@ -324,14 +335,31 @@ def _real(v: Any, name: str) -> float:
     return float(v)
 
 
-def _col(x: Any, name: str, n: int | None, dtype: type, kinds: str) -> np.ndarray:
+_EXACT = {np.int64: np.dtype(np.int64), np.float64: np.dtype(np.float64), np.bool_: np.dtype(np.bool_), np.int32: np.dtype(np.int32)}
+
+
+def _col(x: Any, name: str, n: int | None, dtype: type, kinds: str, per: str = "steps") -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype is _EXACT[dtype] and x.ndim == 1 and x.flags.c_contiguous and (n is None or len(x) == n):
+        return x  # the hot path: nothing to convert
     arr = np.asarray(x)
     if arr.ndim != 1 or (arr.size and arr.dtype.kind not in kinds):
         raise TypeError(f"{name} must be a 1-D array of {np.dtype(dtype).name}, got dtype {arr.dtype} and shape {arr.shape}")
     if n is not None and len(arr) != n:
-        raise ValueError(f"{name} has {len(arr)} entries for {n} steps; give one per step")
+        raise ValueError(f"{name} has {len(arr)} entries for {n} {per}; give one per {per[:-1]}")
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _int_col(x: Any, name: str, n: int | None = None) -> np.ndarray:
-    return _col(x, name, n, np.int64, "iu")
+def _int_col(x: Any, name: str, n: int | None = None, per: str = "steps") -> np.ndarray:
+    return _col(x, name, n, np.int64, "iu", per)
+
+
+def _filled(n: int, value: int) -> np.ndarray:
+    out = np.empty(n, np.int64)
+    out.fill(value)
+    return out
+
+
+def _token_col(x: Any) -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype is _EXACT[np.int32] and x.ndim == 1 and x.flags.c_contiguous:
+        return x  # the engine range-checks token ids itself
+    return as_tokens(x, "tokens")

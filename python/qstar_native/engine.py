@@ -18,6 +18,9 @@ from .prefix_cache import PrefixCache
 from .types import Step, Stats, StopReason, TokenArray, Tokens, as_tokens
 
 
+_I64 = np.dtype(np.int64)
+
+
 def _as_key(key: str | bytes | None, name: str) -> bytes | None:
     if key is None or isinstance(key, bytes):
         return key
@@ -69,7 +72,8 @@ class Engine:
     def select(self, k: int | None = None) -> np.ndarray:
         """Hands out up to ``k`` (default: the config's ``batch_size``) open nodes to expand, as
         an int64 array of node ids."""
-        k = self.config.batch_size if k is None else k
+        if k is None:
+            return self._core.select(self.config.batch_size)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k must be an int, got {type(k).__name__}")
         return self._core.select(int(k))
@@ -82,12 +86,12 @@ class Engine:
     def expand_steps(self, node_ids: np.ndarray, steps: Steps) -> np.ndarray:
         """Takes back the children of several selected nodes in one call (all or nothing):
         ``steps`` holds ``steps.num_children[j]`` children for ``node_ids[j]``."""
-        ids = np.ascontiguousarray(node_ids, dtype=np.int64)
+        ids = node_ids if type(node_ids) is np.ndarray and node_ids.dtype is _I64 else np.ascontiguousarray(node_ids, dtype=np.int64)
         if ids.ndim != 1 or len(ids) != len(steps.num_children):
             raise ValueError(f"got steps for {len(steps.num_children)} nodes but {ids.size} node ids; give one group of steps (possibly empty) per node")
         return self._core.expand(
             ids, steps.num_children, steps.tokens, steps.lengths, steps.reward, steps.q,
-            steps.terminal.view(np.uint8), steps.count, steps.kv_handles, steps.keys,
+            steps.terminal, steps.count, steps.kv_handles, steps.keys,
         )  # fmt: skip
 
     def release(self, node_ids: Sequence[int] | np.ndarray) -> None:

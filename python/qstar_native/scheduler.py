@@ -124,6 +124,17 @@ class _Live:
     calls: int = 0
     generated: int = 0
     forwarded: int = 0
+    _columns: dict = field(default_factory=dict)
+
+    def columns(self, n: int) -> tuple[np.ndarray, ...]:
+        """problem (0), k, temperature and seed columns for ``n`` nodes of this search alone,
+        made once per size (the batch never writes them)."""
+        cols = self._columns.get(n)
+        if cols is None:
+            cfg = self.request.config
+            cols = self._columns[n] = (np.zeros(n, np.int64), np.full(n, cfg.k, np.int64), np.full(n, float(cfg.temperature)),
+                                       np.full(n, self.request.seed, np.int64))  # fmt: skip
+        return cols
 
 
 @dataclass(eq=False)
@@ -215,7 +226,7 @@ class Scheduler:
                     return
                 if not self._round(live):
                     raise RuntimeError("no live search selected a node; this is a bug in the engine")  # pragma: no cover
-                for s in [s for s in live if s.engine.done]:
+                for s in [s for s in live if s.engine._core.done]:
                     live.remove(s)
                     complete(s)
         finally:
@@ -228,7 +239,7 @@ class Scheduler:
         False when no search had a node to expand (all are done)."""
         parts: list[tuple[_Live, np.ndarray]] = []
         for s in live:
-            ids = s.engine.select()
+            ids = s.engine._core.select(s.request.config.batch_size)
             if len(ids):
                 parts.append((s, ids))
         if not parts:
@@ -236,11 +247,17 @@ class Scheduler:
         self.rounds += 1
         engines = [s.engine for s, _ in parts]
         sizes = [len(ids) for _, ids in parts]
-        problem = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
-        node = np.concatenate([ids for _, ids in parts])
-        k = np.concatenate([_k(s.engine, ids) for s, ids in parts])
-        temperature = np.repeat(np.array([s.request.config.temperature for s, _ in parts], dtype=np.float64), sizes)
-        seed = np.repeat(np.array([s.request.seed for s, _ in parts], dtype=np.int64), sizes)
+        if len(parts) == 1:  # one search: no concatenation
+            (s0, node), n = parts[0], sizes[0]
+            problem, k, temperature, seed = s0.columns(n)
+            if s0.request.config.rollouts:
+                k = _k(s0.engine, node)
+        else:
+            problem = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
+            node = np.concatenate([ids for _, ids in parts])
+            k = np.concatenate([_k(s.engine, ids) for s, ids in parts])
+            temperature = np.repeat(np.array([s.request.config.temperature for s, _ in parts], dtype=np.float64), sizes)
+            seed = np.repeat(np.array([s.request.seed for s, _ in parts], dtype=np.int64), sizes)
         batch = Batch(engines, problem, node, k=k, temperature=temperature, seed=seed)
         steps: Steps | None = None
         taken = 0  # problems whose engine took its steps
@@ -264,8 +281,10 @@ class Scheduler:
                 except (TypeError, ValueError) as err:
                     raise type(err)(f"expand callback returned bad steps for problem {problem[a]}: {err}") from err
                 s.calls += 1
-                s.generated += int(sub.generated.sum())
-                s.forwarded += int(sub.forwarded.sum())
+                if sub.generated is not None:
+                    s.generated += int(sub.generated.sum())
+                if sub.forwarded is not None:
+                    s.forwarded += int(sub.forwarded.sum())
                 taken += 1
                 a += n
         except BaseException:
@@ -284,7 +303,7 @@ def _k(engine: Engine, ids: np.ndarray) -> np.ndarray:
     cfg = engine.config
     if not cfg.rollouts:
         return np.full(len(ids), cfg.k, dtype=np.int64)
-    samples = engine._core.infos(ids)["samples"]
+    samples = engine._core.column(ids, "samples")
     return np.where(ids == 0, cfg.k, samples).astype(np.int64)  # the root draws k; a child as many as drew it
 
 
@@ -297,13 +316,21 @@ def result_of(engine: Engine, request: Search, *, calls: int = 0, generated: int
 
 
 class Solutions(Sequence[Solution]):
-    """An engine's accepted solutions, best first (f descending, then acceptance order); each
-    :class:`~qstar_native.types.Solution` is read from the engine when indexed."""
+    """An engine's accepted solutions, best first (f descending, then acceptance order); ranked on
+    first use and each :class:`~qstar_native.types.Solution` read from the engine when indexed
+    (a search may accept many, and a caller may read one)."""
 
     def __init__(self, engine: Engine) -> None:
-        ids = np.asarray(engine.solutions, np.int64)
-        f = engine._core.infos(ids)["f"] if len(ids) else np.zeros(0)
-        self._engine, self._ids = engine, ids[np.lexsort((np.arange(len(ids)), -f))]
+        self._engine = engine
+        self._ranked: np.ndarray | None = None
+
+    @property
+    def _ids(self) -> np.ndarray:
+        if self._ranked is None:
+            ids = self._engine._core.solutions
+            f = self._engine._core.column(ids, "f") if len(ids) else np.zeros(0)
+            self._ranked = ids[np.lexsort((np.arange(len(ids)), -f))]
+        return self._ranked
 
     def __len__(self) -> int:
         return len(self._ids)
