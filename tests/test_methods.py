@@ -90,6 +90,21 @@ def test_qstar_finds_the_best_path_with_a_true_q():
     assert rec.completion == "ace" and rec.extra["f"] == 0.5 and rec.extra["expanded"] == 4
 
 
+def test_qstar_vote_weighs_answers_by_exp_f():
+    """Solutions in f order: d (.6), f (.55), e (.5). d answers "1", f and e answer "2": exp(.55) +
+    exp(.5) outweighs exp(.6), so the vote answers "2" with its best path, acf; without the vote
+    the best path, ad, answers."""
+    Q = {"a": 0.9, "b": 0.3, "c": 0.8, "d": 0.6, "e": 0.5, "f": 0.55, "g": 0.2, "h": 0.25}
+    q = lambda p: (lambda batch, steps: [Q[t] for t in steps.texts])  # noqa: E731
+    task = ScriptedTask(OUTCOMES, {"ad": "1", "acf": "2", "ace": "2"})
+    plain, _ = run(QStar(k=2, aggregate="zero", temperature=1.0, num_solutions=3), task=task, q=q)
+    voted, _ = run(QStar(k=2, aggregate="zero", temperature=1.0, num_solutions=3, vote=True), task=task, q=q)
+    assert plain.completion == "ad" and plain.answer == "1" and plain.extra["solutions"] == 3
+    assert voted.completion == "acf" and voted.answer == "2" and voted.extra["f"] == pytest.approx(0.55)
+    assert voted.extra["tree_correct"] and voted.extra["distinct"] == 2.0
+    assert QStar(num_solutions=3, vote=True).name == "qstar_lam1_k6_min_sol3_vote"
+
+
 def test_qstar_fallback_completes_the_best_open_path_greedily():
     """Out of budget without a solution: nothing, or (fallback) the best open node's path, here
     a (Q 1.0 beats b's 0.3), completed greedily (option 0: c, then e), its tokens counted."""

@@ -206,3 +206,12 @@ def test_bad_nodes(model):
         policy.propose([np.array([1.5, 2.0])])
     assert len(policy.propose([])) == 0
     assert policy.cache.stats().pinned_blocks == 0
+
+
+def test_greedy_first_puts_the_greedy_step_among_the_samples(model):
+    greedy = make_policy(model, temperature=0.0, num_candidates=1).propose([ROOT])
+    mixed = make_policy(model, temperature=1.5, num_candidates=4, greedy_first=True).propose([ROOT])
+    texts = mixed.texts
+    assert greedy.texts[0] in texts and len(texts) > 1  # the greedy step, and sampled others
+    plain = make_policy(model, temperature=1.5, num_candidates=4).propose([ROOT])
+    assert plain.texts != texts  # the flag changes the first sample only, so the sets differ here

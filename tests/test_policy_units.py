@@ -99,3 +99,14 @@ def test_working_kv_rows_move_and_grow():
     assert torch.equal(w.row_keys[0][0, :, :3], w.row_keys[0][1, :, :3])
     w.start(3, 8, 2)  # a new batch: more nodes and columns, buffers reused or grown, nothing kept
     assert w.node_capacity >= 3 and w.node_columns >= 8 and (w.length, w.node_length) == (0, 0) and int(w.node_mask[:3, :8].sum()) == 0
+
+
+def test_min_p_drops_unlikely_tokens_and_renormalises():
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.08, 0.02]]))
+    p = sampling.sampling_probs(logits, torch.tensor([1.0]), top_p=1.0, min_p=0.1)
+    torch.testing.assert_close(p[0], torch.tensor([0.6, 0.3, 0.08, 0.0]) / 0.98)
+    u = torch.rand(1, 4000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert 3 not in sampling.draw(logits, torch.tensor([1.0]), 1.0, u, min_p=0.1)[0].tolist()
+    greedy = torch.zeros(1, 4000, dtype=torch.bool)
+    greedy[0, 0] = True
+    assert int(sampling.draw(logits, torch.tensor([1.0]), 1.0, u, greedy_samples=greedy)[0, 0]) == 0

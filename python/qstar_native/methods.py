@@ -12,7 +12,8 @@ the same token accounting (what the policy reported for this problem's nodes).
   the steps' rewards) or majority vote (count-weighted).
 - :class:`Beam`: step-level beam search ranked by the engine's f (g + lam * h).
 - :class:`QStar`: A* on f = g + lam * h; optionally, when the budget ends without a solution,
-  the best open path completed greedily (``fallback``).
+  the best open path completed greedily (``fallback``), and, with ``vote``, the answer chosen by
+  an f-weighted vote over the ``num_solutions`` solutions found (its own method name).
 
 g and f are computed by the engine only (its ``aggregate`` and ``lam``); no method re-scores.
 
@@ -208,6 +209,12 @@ class QStar:
         batch_size: nodes expanded per round (1 is exact A*). max_expansions, max_tokens: budgets.
         fallback: when the budget ends without a solution, answer with the best open node's path
             completed greedily (its tokens are counted) instead of nothing.
+        vote: answer with the final answer that has the largest total weight ``exp(f)`` over the
+            solutions found (ties to the best f), instead of the best solution's own answer.
+
+    Every record's ``extra`` also says how rich the search was: ``distinct`` children per
+    expansion, and ``tree_correct``, whether any finished path in the tree was right (the
+    headroom an oracle choosing among the tree's solutions would have).
     """
 
     lam: float = 1.0
@@ -220,6 +227,7 @@ class QStar:
     max_expansions: int | None = None
     max_tokens: int | None = None
     fallback: bool = False
+    vote: bool = False
 
     def __post_init__(self) -> None:
         self.config  # noqa: B018 - fail fast on bad settings
@@ -227,7 +235,7 @@ class QStar:
     @property
     def name(self) -> str:
         sol = f"_sol{self.num_solutions}" if self.num_solutions > 1 else ""
-        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}{sol}" + ("_fallback" if self.fallback else "")
+        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}{sol}" + ("_vote" if self.vote else "") + ("_fallback" if self.fallback else "")
 
     @property
     def config(self) -> SearchConfig:
@@ -239,9 +247,15 @@ class QStar:
         start = time.perf_counter()
         res = yield Search(ctx.task.root(problem), self.config, seed=seed)
         eng = res.engine
-        extra: dict[str, Any] = dict(expanded=res.stats.expanded, stop_reason=res.stop_reason, solutions=len(res.solutions))
+        st = res.stats
+        terminals = [n for n in eng.nodes() if n.terminal]
+        texts = {n.id: ctx.text(eng, n.id) for n in terminals}
+        extra: dict[str, Any] = dict(expanded=st.expanded, stop_reason=res.stop_reason, solutions=len(res.solutions),
+                                     distinct=st.generated / max(st.expanded, 1),
+                                     tree_correct=any(ctx.task.outcome(problem, t) >= 1.0 for t in texts.values()))  # fmt: skip
         if res.best is not None:
-            return ctx.record(problem, self.name, ctx.text(eng, res.best.node_id), [res], start, f=res.best.f, fallback=False, **extra)
+            node = self._vote(ctx, res, texts) if self.vote else res.best.node_id
+            return ctx.record(problem, self.name, texts[node], [res], start, f=eng.node(node).f, fallback=False, **extra)
         if not self.fallback:
             return ctx.record(problem, self.name, "", [res], start, f=None, fallback=False, **extra)
         open_ = [n for n in eng.nodes() if n.status in ("open", "selected") and not n.terminal]
@@ -251,6 +265,18 @@ class QStar:
         tail = cont.best.node_id if cont.best is not None else _incomplete(cont.engine)
         text = ctx.text(eng, node.id) + ctx.text(cont.engine, tail)
         return ctx.record(problem, self.name, text, [res, cont], start, f=None, fallback=True, **extra)
+
+    @staticmethod
+    def _vote(ctx: Context, res: SearchResult, texts: dict[int, str]) -> int:
+        """The best solution among those whose answer has the largest total exp(f)."""
+        weight: dict[Any, float] = {}
+        best_of: dict[Any, int] = {}
+        for sol in res.solutions:  # best f first
+            answer = ctx.task.answer(texts[sol.node_id])
+            weight[answer] = weight.get(answer, 0.0) + float(np.exp(min(sol.f, 50.0)))
+            best_of.setdefault(answer, sol.node_id)
+        answered = [a for a in weight if a is not None] or list(weight)  # no answer votes only when none has one
+        return best_of[max(answered, key=lambda a: weight[a])]
 
 
 def parse_methods(specs: str, *, k: int, lam: float, temperature: float, max_steps: int, num_solutions: int = 1,

@@ -136,7 +136,8 @@ class Decoder:
         u = uniforms(np.broadcast_to(seeds[:, None], samples.shape), np.maximum(samples, 0), t)
         dev = logits.device
         temp = self.temperature[torch.as_tensor(r.node[active], device=self.temperature.device)].to(dev)
-        tok = draw(logits, temp, p.top_p, torch.as_tensor(u, dtype=torch.float64, device=dev))
+        greedy_first = torch.as_tensor(samples == 0, device=dev) if p.greedy_first else None
+        tok = draw(logits, temp, p.top_p, torch.as_tensor(u, dtype=torch.float64, device=dev), min_p=p.min_p, greedy_samples=greedy_first)
         forced = [i for i, a in enumerate(active.tolist()) if r.force[a]]
         if forced:
             f = torch.as_tensor([r.force[active[i]].pop(0) for i in forced], device=dev)

@@ -87,7 +87,9 @@ class HFPolicy:
         step_delimiter: a step ends at the first token whose decoded text contains it.
         num_candidates, temperature, seed: the defaults when ``propose`` gets bare states (a
             :class:`~qstar_native.batch.Batch` carries its own per node).
-        top_p: nucleus sampling mass.
+        top_p: nucleus sampling mass. min_p: drop tokens below ``min_p`` times the most likely.
+        greedy_first: a node's first sample takes the most likely token at every position, so
+            the greedy step is always among its candidates (the others are sampled).
         max_step_tokens: a step longer than this is cut (finish ``"length"``).
         stop_strings: a step whose text contains one ends there and is terminal.
         is_terminal: ``f(step_text) -> bool`` marks further finished steps terminal (answer markers).
@@ -112,6 +114,8 @@ class HFPolicy:
         num_candidates: int = 4,
         temperature: float = 1.0,
         top_p: float = 1.0,
+        min_p: float = 0.0,
+        greedy_first: bool = False,
         max_step_tokens: int = 64,
         stop_strings: Sequence[str] = (),
         is_terminal: Callable[[str], bool] | None = None,
@@ -127,11 +131,11 @@ class HFPolicy:
         _check_int(block_size, "block_size", 1)
         if not step_delimiter:
             raise ValueError("step_delimiter must be a non-empty string, e.g. '\\n'")
-        for name, v in (("temperature", temperature), ("top_p", top_p)):
+        for name, v in (("temperature", temperature), ("top_p", top_p), ("min_p", min_p)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+        if temperature < 0 or not 0 < top_p <= 1 or not 0 <= min_p < 1:
+            raise ValueError(f"need temperature >= 0, 0 < top_p <= 1 and 0 <= min_p < 1, got {temperature}, {top_p} and {min_p}")
         if not hasattr(tokenizer, "decode"):
             raise TypeError("tokenizer must have decode(list[int]) -> str (any Hugging Face tokenizer does)")
         if calculator is not None and not isinstance(calculator, Calculator):
@@ -140,7 +144,7 @@ class HFPolicy:
         self.tokenizer = tokenizer
         self.step_delimiter = step_delimiter
         self.num_candidates, self.temperature, self.seed = num_candidates, float(temperature), int(seed)
-        self.top_p = float(top_p)
+        self.top_p, self.min_p, self.greedy_first = float(top_p), float(min_p), bool(greedy_first)
         self.max_step_tokens = max_step_tokens
         self.stop_strings = tuple(stop_strings)
         self.is_terminal = is_terminal

@@ -47,12 +47,16 @@ def uniforms(seeds: np.ndarray, sample: np.ndarray, step: np.ndarray) -> np.ndar
     return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
-def sampling_probs(logits: torch.Tensor, temperature: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Row-wise sampling distribution: softmax(logits / temperature) restricted to the top-p
-    nucleus (the smallest set of most likely tokens whose mass reaches ``top_p``; the token that
-    crosses it is kept). Rows with temperature 0 are greedy and handled by the caller."""
+def sampling_probs(logits: torch.Tensor, temperature: torch.Tensor, top_p: float, min_p: float = 0.0) -> torch.Tensor:
+    """Row-wise sampling distribution: softmax(logits / temperature), without the tokens below
+    ``min_p`` times the row's most likely one, restricted to the top-p nucleus (the smallest set of
+    most likely tokens whose mass reaches ``top_p``; the token that crosses it is kept). Rows with
+    temperature 0 are greedy and handled by the caller."""
     t = torch.where(temperature > 0, temperature, torch.ones_like(temperature)).to(logits.device, torch.float32)
     probs = torch.softmax(logits.float() / t[:, None], dim=-1)
+    if min_p > 0.0:
+        probs = probs.masked_fill(probs < min_p * probs.amax(-1, keepdim=True), 0.0)
+        probs = probs / probs.sum(-1, keepdim=True)
     if top_p >= 1.0:
         return probs
     sorted_p, order = probs.sort(dim=-1, descending=True)
@@ -62,16 +66,21 @@ def sampling_probs(logits: torch.Tensor, temperature: torch.Tensor, top_p: float
     return out / out.sum(-1, keepdim=True)
 
 
-def draw(logits: torch.Tensor, temperature: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tensor:
+def draw(logits: torch.Tensor, temperature: torch.Tensor, top_p: float, u: torch.Tensor, *, min_p: float = 0.0,
+         greedy_samples: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Tokens ``[rows, m]`` for uniforms ``u [rows, m]``: greedy (argmax) on rows whose temperature
-    is 0, inverse-CDF draws elsewhere. Only tokens of positive probability can come out."""
+    is 0 and for the samples ``greedy_samples`` marks, inverse-CDF draws elsewhere. Only tokens of
+    positive probability can come out."""
     greedy = logits.argmax(-1, keepdim=True).expand_as(u)
     if bool((temperature == 0).all()):
         return greedy
-    cdf = sampling_probs(logits, temperature, top_p).double().cumsum(-1)
+    cdf = sampling_probs(logits, temperature, top_p, min_p).double().cumsum(-1)
     # u scaled by the row's total and kept strictly below it: the first entry of the cumulative
     # sum above it then always belongs to a token of positive probability.
     total = cdf[:, -1:]
     v = torch.minimum(u.to(cdf.device, torch.float64) * total, torch.nextafter(total, torch.zeros_like(total)))
     drawn = torch.searchsorted(cdf, v, right=True)
-    return torch.where((temperature > 0)[:, None].to(drawn.device), drawn, greedy)
+    take_greedy = (temperature == 0)[:, None].to(drawn.device)
+    if greedy_samples is not None:
+        take_greedy = take_greedy | greedy_samples
+    return torch.where(take_greedy, greedy, drawn)
