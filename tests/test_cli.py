@@ -43,6 +43,11 @@ def test_solve_prints_path_and_writes_tree(qvm_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["f", "g", "h", "step"] or out.startswith("no solution found")
     assert tree.read_text().count("<svg") == 1 and f"search tree written to {tree}" in out
+    # one node count everywhere: the result line, the tree line, the page's text and its marks
+    page = tree.read_text()
+    counts = {int(re.search(r", (\d+) nodes, ", out)[1]), int(re.search(r"\((\d+) nodes\)$", out, re.M)[1]),
+              int(re.search(r"<p>(\d+) nodes;", page)[1]), page.count('class="node')}
+    assert len(counts) == 1, counts
 
 
 def test_eval_table_json_plot(qvm_dir, tmp_path, capsys):

@@ -124,3 +124,32 @@ def test_hidden_state_is_final_normed_state_of_last_token(model):
     before = policy.prefill_tokens
     policy.propose([np.concatenate([root, steps.of_node(0)[0].tokens])])
     assert policy.prefill_tokens - before == 1
+
+
+def test_half_precision_models_pass_the_layout_check_and_a_wrong_layout_still_fails(monkeypatch):
+    """The embedded default in bf16 with one thread once failed the check: NaN from uninitialised
+    (masked) working-KV columns, 0 x NaN in attention. Its logits also move by ~0.1 with summation
+    order alone, so the check scales with the dtype; a layout error (logits a position off) and a
+    NaN are still refused."""
+    from qstar_native.pretrained import load_policy
+    from qstar_native.policy import runner as runner_mod
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        policy = load_policy(None, dtype="bfloat16")
+        hf = policy.hf_policy(seed=0)
+        assert hf.work is not None and next(policy.model.parameters()).dtype == torch.bfloat16
+        real = runner_mod.ModelRunner._check_gathered
+
+        def shifted(self, seq, ref, kv, shapes, dtype):
+            return real(self, seq, torch.roll(ref, 1, dims=0), kv, shapes, dtype)
+
+        monkeypatch.setattr(runner_mod.ModelRunner, "_check_gathered", shifted)
+        with pytest.raises(ValueError, match="KV layout check"):
+            policy.hf_policy(seed=0)
+        monkeypatch.setattr(runner_mod.ModelRunner, "_check_gathered", lambda *a: float("nan"))
+        with pytest.raises(ValueError, match="differ by nan"):
+            policy.hf_policy(seed=0)
+    finally:
+        torch.set_num_threads(threads)

@@ -315,3 +315,79 @@ def test_bad_input_is_rejected_by_every_format(nodes, chosen, message):
 def test_nodes_must_be_draw_nodes():
     with pytest.raises(TypeError, match="nodes must hold DrawNode objects, got tuple"):
         to_svg([(0, -1, "r", 0, 0, 0, 0, "open")])  # type: ignore[list-item]
+
+
+# ---- readability: title, labels, step text, counts
+
+
+def test_a_long_title_wraps_instead_of_being_clipped():
+    from qstar_native.render import TITLE_CHAR_WIDTH, TITLE_LINES
+
+    title = "Ella receives 50 emails a day. 16% of those emails don't require any response. She responds to the rest. " * 2
+    root = ET.fromstring(to_svg(SMALL, chosen=CHOSEN, title=title))
+    (text,) = [t for t in root.iter(f"{NS}text") if "title" in classes(t)]
+    lines = [s.text for s in text.iter(f"{NS}tspan")]
+    assert 1 < len(lines) <= TITLE_LINES and " ".join(lines) == " ".join(title.split())
+    width = float(root.get("width"))
+    assert all(len(line) * TITLE_CHAR_WIDTH <= width - 2 * 30 for line in lines)
+    ys = [float(s.get("y")) for s in text.iter(f"{NS}tspan")]
+    marks = svg_parts(ET.tostring(root, encoding="unicode"))[0]
+    assert ys == sorted(ys) and min(float(m.get("cy", m.get("y", 0))) for m in marks.values()) - 9 > ys[-1]  # the tree starts below it
+    very_long = to_svg(SMALL, title="word " * 5000)
+    assert len(list(ET.fromstring(very_long).iter(f"{NS}tspan"))) == TITLE_LINES and "…" in very_long
+
+
+def label_boxes(root: ET.Element) -> list[tuple[float, float, float, float]]:
+    """(x0, y0, x1, y1) around every text under a node (f and step), generously: 6 px a character, 10 px high."""
+    boxes = []
+    for g in root.iter(f"{NS}g"):
+        if (g.get("id") or "").startswith("n"):
+            for t in g.iter(f"{NS}text"):
+                x, y, w = float(t.get("x")), float(t.get("y")), 6.0 * len(t.text or "")
+                boxes.append((x - w / 2, y - 10, x + w / 2, y + 2))
+    return boxes
+
+
+def crosses(line: ET.Element, box: tuple[float, float, float, float]) -> bool:
+    """Whether the segment meets the box (Liang-Barsky clipping)."""
+    x1, y1, x2, y2 = (float(line.get(k)) for k in ("x1", "y1", "x2", "y2"))
+    lo, hi = 0.0, 1.0
+    for p, q in ((-(x2 - x1), x1 - box[0]), (x2 - x1, box[2] - x1), (-(y2 - y1), y1 - box[1]), (y2 - y1, box[3] - y1)):
+        if p == 0:
+            if q < 0:
+                return False
+        elif p < 0:
+            lo = max(lo, q / p)
+        else:
+            hi = min(hi, q / p)
+    return lo <= hi
+
+
+@given(random_trees())
+def test_no_edge_crosses_a_label(case):
+    parents, _ = case
+    nodes = tree(parents)
+    root = ET.fromstring(to_svg(nodes, chosen=[next(c for c, p in parents.items() if p == -1)]))
+    boxes = label_boxes(root)
+    for line in root.iter(f"{NS}line"):
+        if "edge" in classes(line):
+            assert not any(crosses(line, b) for b in boxes), line.get("id")
+
+
+def test_each_node_shows_its_f_and_the_start_of_its_step():
+    from qstar_native.render import STEP_CHARS, short_text
+
+    nodes = tree({0: -1, 1: 0, 2: 0}, texts={0: "Q?", 1: "He pays 3*4 = <<3*4=12>>12 dollars.", 2: "#### 12\n"})
+    root = ET.fromstring(to_svg(nodes))
+    for n in nodes:
+        g = next(g for g in root.iter(f"{NS}g") if g.get("id") == f"n{n.id}")
+        f, step = [t.text for t in g.iter(f"{NS}text")]
+        assert f == f"{n.f:.2f}" and step == short_text(n.text) and len(step) <= STEP_CHARS
+        assert g.find(f"{NS}title").text.startswith(n.text)  # the whole step in the tooltip
+    assert short_text(nodes[1].text) == "He pays 3…" and short_text(nodes[2].text) == "#### 12"
+
+
+def test_html_counts_the_nodes_it_draws():
+    page = to_html(SMALL, chosen=CHOSEN)
+    (count,) = re.findall(r"<p>(\d+) nodes;", page)
+    assert int(count) == len(SMALL) == page.count('class="node')

@@ -93,7 +93,7 @@ def test_calculator_inside_the_decode_loop(monkeypatch):
     policy = HFPolicy(model, Tok(), num_candidates=2, temperature=1.0, max_step_tokens=40, kv_blocks=512, calculator=Calculator(enc))
     root = np.array(enc("what is 2*3?\n"), np.int32)
 
-    def draw(logits, temperature, top_p, u):  # one row, one draw per step: the script's next char
+    def draw(logits, temperature, top_p, u, **options):  # one row, one draw per step: the script's next char
         draw.calls += 1
         return torch.full((logits.shape[0], u.shape[1]), script[draw.calls - 1], dtype=torch.long)
 

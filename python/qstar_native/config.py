@@ -12,6 +12,10 @@ Example:
     Traceback (most recent call last):
     ...
     ValueError: lam must be a finite number, got nan
+    >>> SearchConfig(max_expansions=2**70)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_expansions must be at most 2**63 - 1; use None for no limit, got 1180591620717411303424
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from . import _core
 from .types import Aggregate, Selection
 
 
+INT64_MAX = 2**63 - 1
+"""The largest count the engine holds (a signed 64-bit int)."""
+
+
 def _check_int(name: str, value: Any, low: int, optional: bool) -> None:
     if value is None and optional:
         return
@@ -33,6 +41,8 @@ def _check_int(name: str, value: Any, low: int, optional: bool) -> None:
         raise TypeError(f"{name} must be an int{hint}, got {type(value).__name__} {value!r}")
     if value < low:
         raise ValueError(f"{name} must be at least {low}{' (or None for no limit)' if optional else ''}, got {value}")
+    if value > INT64_MAX:
+        raise ValueError(f"{name} must be at most 2**63 - 1{'; use None for no limit' if optional else ''}, got {value}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _core
 from .batch import Node, Steps
-from .config import SearchConfig
+from .config import INT64_MAX, SearchConfig
 from .prefix_cache import PrefixCache
 from .types import Step, Stats, StopReason, TokenArray, Tokens, as_tokens
 
@@ -67,15 +67,25 @@ class Engine:
         """Adds the root state (the question's tokens) and returns its node id (0)."""
         if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)):
             raise TypeError(f"h must be a real number, got {type(h).__name__}")
-        return int(self._core.add_root(as_tokens(tokens, "root tokens"), float(h), _as_key(key, "key")))
+        try:
+            h = float(h)
+        except OverflowError:
+            raise ValueError(f"root h must be finite, got {h}") from None
+        return int(self._core.add_root(as_tokens(tokens, "root tokens"), h, _as_key(key, "key")))
 
     def select(self, k: int | None = None) -> np.ndarray:
         """Hands out up to ``k`` (default: the config's ``batch_size``) open nodes to expand, as
         an int64 array of node ids."""
         if k is None:
-            return self._core.select(self.config.batch_size)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            k = self.config.batch_size
+        elif isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k must be an int, got {type(k).__name__}")
+        elif k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        elif k > INT64_MAX:
+            raise ValueError(f"k must be at most 2**63 - 1, got {k}")
+        if self._core.num_nodes == 0:
+            raise RuntimeError("select() before add_root(): this engine has no root to search from; call add_root(tokens) first")
         return self._core.select(int(k))
 
     def expand(self, node_id: int, children: Sequence[Step]) -> list[int]:

@@ -18,10 +18,12 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -37,14 +39,42 @@ from .value import QValueModel
 from .value.scorers import QVMScorer, annotation_step_reward, compose
 
 __all__ = [
-    "DEFAULT_POLICY_DIR", "DEFAULT_QVM_DIR", "Policy", "PolicySettings", "SolveResult", "SolvedStep", "Solver",
-    "SearchSetup", "load_default", "load_policy", "load_qvm", "search_setup",
+    "DEFAULT_POLICY_DIR", "DEFAULT_QVM_DIR", "DTYPES", "ModelLoadError", "Policy", "PolicySettings", "PromptFormat",
+    "PromptTooLongError", "SolveResult", "SolvedStep", "Solver", "SearchSetup", "check_prompt_lengths", "load_default",
+    "load_policy", "load_qvm", "load_tokenizer", "model_context_length", "prompt_token_limit", "resolve_model_dir",
+    "search_setup",
 ]  # fmt: skip
 
 _DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_POLICY_DIR = _DATA / "default_policy"
 DEFAULT_QVM_DIR = _DATA / "default_qvm"
 SETTINGS_NAME = "qstar.json"
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+"""Weight dtypes :func:`load_policy` takes (``auto``: the checkpoint's own, from config.json)."""
+DEFAULT_MAX_PROMPT_BYTES = 4 << 20
+"""The longest prompt (UTF-8 bytes) :func:`check_prompt_lengths` tokenizes by default: 4 MiB."""
+
+
+class ModelLoadError(ValueError):
+    """A model, tokenizer or QVM directory cannot be loaded; the message names the file and the fix."""
+
+
+class PromptTooLongError(ValueError):
+    """A prompt does not fit the model's context (see :func:`prompt_token_limit`); the message
+    names the problem."""
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of an exception's message, short enough for a one-line error."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if len(text) > 120 and ". " in text[:200]:  # a long explanation: its first sentence
+        text = text[: text.index(". ") + 1]
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _positive_int(path: Any, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{path}: {name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -54,8 +84,8 @@ class PolicySettings:
     ``prompt_template``: the prompt, ``{question}`` replaced by the question. ``step_delimiter``:
     a step ends at the first token whose text contains it. ``max_step_tokens``: a step's length
     limit. ``max_steps``: a solution's step limit. The search defaults for this policy (each
-    overridable per call): ``temperature`` of proposals, ``process_reward`` (see :class:`Solver`)
-    and ``calculator``.
+    overridable per call): ``temperature`` and ``top_p`` of proposals, ``process_reward`` (see
+    :class:`Solver`) and ``calculator``. Every value is checked when the settings are made.
     """
 
     prompt_template: str = "{question}\n"
@@ -65,6 +95,30 @@ class PolicySettings:
     temperature: float = 0.7
     process_reward: str | None = "annotations"
     calculator: bool = False
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.check("PolicySettings")
+
+    def check(self, where: Any) -> None:
+        """Raises ValueError naming ``where`` (the qstar.json path) and the bad setting."""
+        for name in ("prompt_template", "step_delimiter"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{where}: {name} must be a non-empty string, got {getattr(self, name)!r}")
+        if "{question}" not in self.prompt_template:
+            raise ValueError(f"{where}: prompt_template must contain '{{question}}'")
+        _positive_int(where, "max_step_tokens", self.max_step_tokens)
+        _positive_int(where, "max_steps", self.max_steps)
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+            raise ValueError(f"{where}: temperature must be a finite number >= 0 (0 is greedy), got {t!r}")
+        p = self.top_p
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 < p <= 1:
+            raise ValueError(f"{where}: top_p must be a number in (0, 1], got {p!r}")
+        if self.process_reward not in PROCESS_REWARDS:
+            raise ValueError(f"{where}: process_reward must be one of {PROCESS_REWARDS}, got {self.process_reward!r}")
+        if not isinstance(self.calculator, bool):
+            raise ValueError(f"{where}: calculator must be true or false, got {self.calculator!r}")
 
     @classmethod
     def read(cls, directory: str | os.PathLike[str]) -> "PolicySettings":
@@ -75,16 +129,18 @@ class PolicySettings:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: invalid JSON ({e.msg}, line {e.lineno})") from None
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text; save it as UTF-8 JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: must hold one JSON object of settings, got {type(data).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
-        out = cls(**data)
-        if "{question}" not in out.prompt_template:
-            raise ValueError(f"{path}: prompt_template must contain '{{question}}'")
-        if out.process_reward not in PROCESS_REWARDS:
-            raise ValueError(f"{path}: process_reward must be one of {PROCESS_REWARDS}, got {out.process_reward!r}")
-        return out
+        try:
+            return cls(**data)
+        except ValueError as e:  # name the file rather than the class
+            raise ValueError(str(e).replace("PolicySettings", str(path), 1)) from None
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -100,17 +156,85 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a question's templated text (``prompt_template`` applied) becomes the prompt.
+
+    ``chat_template``: the text is the last user turn of the tokenizer's chat template, after a
+    ``system_instruction`` turn (if any) and one user/assistant pair per ``fewshot`` example
+    (question, worked solution), rendered with the generation prompt (the assistant's turn opened).
+    Without it (base models), the system instruction and then each example (its templated
+    question followed by its solution) come first, separated by blank lines.
+
+    >>> PromptFormat(system_instruction="Solve it.", fewshot=(("1+1?", "#### 2"),)).render(None, "2+2?\\n", "{question}\\n")
+    'Solve it.\\n\\n1+1?\\n#### 2\\n\\n2+2?\\n'
+    """
+
+    chat_template: bool = False
+    system_instruction: str | None = None
+    fewshot: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.system_instruction is not None and (not isinstance(self.system_instruction, str) or not self.system_instruction.strip()):
+            raise ValueError(f"system_instruction must be a non-empty string or None, got {self.system_instruction!r}")
+        shots = tuple(tuple(x) for x in self.fewshot)
+        if any(len(x) != 2 or not all(isinstance(t, str) and t.strip() for t in x) for x in shots):
+            raise ValueError("fewshot must hold (question, solution) pairs of non-empty strings")
+        object.__setattr__(self, "fewshot", shots)
+
+    @property
+    def plain(self) -> bool:
+        """Whether the prompt is the templated text alone."""
+        return not self.chat_template and self.system_instruction is None and not self.fewshot
+
+    def check(self, tokenizer: Any, where: Any = "the tokenizer") -> None:
+        """Raises ValueError when the chat template is asked for and ``tokenizer`` has none."""
+        if self.chat_template and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"{where} has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja); "
+                             "it is a base model: drop the chat template option")  # fmt: skip
+
+    def render(self, tokenizer: Any, text: str, template: str = "{question}\n") -> str:
+        if self.plain:
+            return text
+        shots = [(template.replace("{question}", q), a) for q, a in self.fewshot]
+        if not self.chat_template:
+            parts = ([self.system_instruction] if self.system_instruction else []) + [q + a for q, a in shots] + [text]
+            return "\n\n".join(parts)
+        messages = [{"role": "system", "content": self.system_instruction}] if self.system_instruction else []
+        for q, a in shots:
+            messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        messages.append({"role": "user", "content": text})
+        try:
+            out = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception as e:  # jinja2 raises its own TemplateError (e.g. a template without a system role)
+            raise ValueError(f"the tokenizer's chat template failed ({_reason(e)}); drop the system instruction or the chat template") from None
+        return str(out)
+
+
 @dataclass
 class Policy:
-    """A loaded policy: the HF model, its tokenizer, its settings and where it came from."""
+    """A loaded policy: the HF model, its tokenizer, its settings and where it came from, and how
+    its prompts are built (``prompt_format``: chat template, system instruction, few-shot)."""
 
     model: Any
     tokenizer: Any
     settings: PolicySettings
     path: Path
+    prompt_format: PromptFormat | None = None
 
     def prompt(self, question: str) -> str:
-        return self.settings.prompt_template.replace("{question}", question)
+        """The prompt of ``question``: the settings' ``prompt_template``, then the prompt format."""
+        return self.format_prompt(self.settings.prompt_template.replace("{question}", question))
+
+    def format_prompt(self, text: str) -> str:
+        """Applies the prompt format to a question's templated text (identity without one)."""
+        fmt = self.prompt_format
+        return text if fmt is None else fmt.render(self.tokenizer, text, self.settings.prompt_template)
+
+    @property
+    def context_length(self) -> int | None:
+        """Positions the model takes (``max_position_embeddings``; None when it names none)."""
+        return _context_of(getattr(self.model, "config", None))
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -123,38 +247,211 @@ class Policy:
         calculator setting unless ``calculator`` says otherwise)."""
         kw.setdefault("step_delimiter", self.settings.step_delimiter)
         kw.setdefault("max_step_tokens", self.settings.max_step_tokens)
+        kw.setdefault("top_p", self.settings.top_p)
         use = self.settings.calculator if calculator is None else calculator
         return HFPolicy(self.model, self.tokenizer, calculator=Calculator(self.encode) if use else None, **kw)
 
 
-def load_policy(path: str | os.PathLike[str] | None = None, *, device: str | None = "cpu") -> Policy:
-    """Loads a causal LM, its tokenizer and settings from a directory (default: the embedded one)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
-    directory = Path(path) if path is not None else DEFAULT_POLICY_DIR
-    if not directory.is_dir():
-        raise FileNotFoundError(f"model directory {str(directory)!r} does not exist; pass a directory written by save_pretrained (config.json, weights, tokenizer)")
+
+def resolve_model_dir(path: str | os.PathLike[str] | None) -> Path:
+    """The directory of a model: ``path`` itself when it is a directory, else a Hugging Face model
+    id (``org/name``) already in the local cache (offline: nothing is downloaded). None is the
+    embedded default policy. Raises FileNotFoundError saying which."""
+    if path is None:
+        return DEFAULT_POLICY_DIR
+    directory = Path(path)
+    if directory.is_dir():
+        return directory
+    name = str(path)
+    if _HUB_ID.match(name) and not directory.exists():
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(name, local_files_only=True))
+        except Exception:  # not cached (or not a valid id): say both were tried
+            from huggingface_hub import constants
+
+            raise FileNotFoundError(
+                f"model directory {name!r} does not exist, and no model {name!r} is in the local Hugging Face cache "
+                f"({constants.HF_HUB_CACHE}); pass a directory written by save_pretrained, or download the model first "
+                f"(hf download {name})"
+            ) from None
+    if directory.exists():
+        raise FileNotFoundError(f"model directory {name!r} is a file, not a directory; pass the directory written by save_pretrained")
+    raise FileNotFoundError(f"model directory {name!r} does not exist; pass a directory written by save_pretrained (config.json, weights, tokenizer)")
+
+
+def _check_model_dir(directory: Path) -> None:
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"{directory} has no config.json: not a Hugging Face model directory (save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir))")
-    settings = PolicySettings.read(directory)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-    model = model.to(resolve_device(device)).eval()  # type: ignore[arg-type]
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    return Policy(model, tokenizer, settings, directory)
+
+
+def _context_of(config: Any) -> int | None:
+    n = getattr(config, "max_position_embeddings", None) if config is not None else None
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def model_context_length(path: str | os.PathLike[str] | None = None) -> int | None:
+    """``max_position_embeddings`` of a model directory's config.json, read without loading the
+    weights (None when the config names none)."""
+    from transformers import AutoConfig
+
+    directory = resolve_model_dir(path)
+    _check_model_dir(directory)
+    try:
+        config = AutoConfig.from_pretrained(directory)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"{directory / 'config.json'}: cannot read it ({_reason(e)}); save the model again with save_pretrained, "
+                             "or update transformers if the architecture is newer than it") from None  # fmt: skip
+    return _context_of(config)
+
+
+def load_tokenizer(path: str | os.PathLike[str] | None = None) -> Any:
+    """The tokenizer of a model directory (default: the embedded policy), without the weights."""
+    from transformers import AutoTokenizer
+
+    directory = resolve_model_dir(path)
+    _check_model_dir(directory)
+    files = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+    if not any((directory / f).is_file() for f in files):
+        raise ModelLoadError(f"{directory} has no tokenizer file ({', '.join(files[:3])}, ...); save the tokenizer there with tokenizer.save_pretrained(dir)")
+    try:
+        return AutoTokenizer.from_pretrained(directory)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError) as e:
+        raise ModelLoadError(f"{directory}: cannot load the tokenizer ({_reason(e)}); the directory needs tokenizer.json and "
+                             "tokenizer_config.json: save them with tokenizer.save_pretrained(dir)") from None  # fmt: skip
+
+
+def _load_model(directory: Path, dtype: str) -> Any:
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype: Any = dtype if dtype == "auto" else getattr(torch, dtype)
+    weights = sorted(p.name for p in directory.glob("*.safetensors")) or sorted(p.name for p in directory.glob("*.bin"))
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, output_loading_info=True)
+    except SafetensorError as e:
+        where = directory / weights[0] if len(weights) == 1 else f"a weights file in {directory} ({', '.join(weights)})"
+        raise ModelLoadError(f"{where} is corrupt or truncated ({_reason(e)}); download or save the model again") from None
+    except OSError as e:
+        if not weights:
+            raise ModelLoadError(f"{directory} has no weights (model.safetensors); save the model with model.save_pretrained(dir)") from None
+        raise ModelLoadError(f"{directory}: cannot load the weights ({_reason(e)}); download or save the model again") from None
+    except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as e:
+        raise ModelLoadError(f"{directory / 'config.json'} names a model transformers cannot load as a causal LM ({_reason(e)}); "
+                             "use a causal-LM checkpoint (Llama, Qwen2, Mistral, GPT-2, ...)") from None  # fmt: skip
+    missing = sorted(info.get("missing_keys") or ())
+    if missing or info.get("mismatched_keys"):
+        what = f"{len(missing)} weights are missing (e.g. {missing[0]})" if missing else "weights have the wrong shapes"
+        raise ModelLoadError(f"the weights in {directory} do not fit its config.json ({type(model).__name__}): {what}; "
+                             "the directory must hold a causal-LM checkpoint of the architecture config.json names") from None  # fmt: skip
+    return model
+
+
+def load_policy(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    device: str | None = "cpu",
+    dtype: str = "float32",
+    settings: PolicySettings | None = None,
+    tokenizer: Any = None,
+    prompt_format: PromptFormat | None = None,
+) -> Policy:
+    """Loads a causal LM, its tokenizer and settings from a directory (default: the embedded one)
+    or a model id in the local Hugging Face cache (see :func:`resolve_model_dir`).
+
+    ``dtype``: one of :data:`DTYPES`. ``settings``: used instead of the directory's
+    ``qstar.json``. ``tokenizer``: one already loaded (:func:`load_tokenizer`).
+    ``prompt_format``: chat template, system instruction, few-shot (:class:`PromptFormat`).
+    A directory that cannot be loaded (missing files, corrupt or truncated weights, an
+    architecture that is not a causal LM) raises :class:`ModelLoadError` naming the file and fix.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}; pick one of {', '.join(DTYPES)}")
+    directory = resolve_model_dir(path)
+    _check_model_dir(directory)
+    settings = PolicySettings.read(directory) if settings is None else settings
+    dev = resolve_device(device)
+    tokenizer = load_tokenizer(directory) if tokenizer is None else tokenizer
+    if prompt_format is not None:
+        prompt_format.check(tokenizer, f"the tokenizer in {directory}")
+    model = _load_model(directory, dtype)
+    model = model.to(dev).eval()  # type: ignore[arg-type]
+    return Policy(model, tokenizer, settings, directory, prompt_format)
 
 
 def load_qvm(path: str | os.PathLike[str] | None, policy: Policy) -> QValueModel:
     """Loads a QVM for ``policy`` (default path: the embedded default's QVM). A head without a
     backbone must read hidden states of the policy's width."""
+    from safetensors import SafetensorError
+
     directory = Path(path) if path is not None else DEFAULT_QVM_DIR
     if not directory.is_dir():
         raise FileNotFoundError(f"QVM directory {str(directory)!r} does not exist; pass a directory written by QValueModel.save_pretrained (qstar train-qvm --out DIR)")
-    qvm = QValueModel.from_pretrained(directory)
+    try:
+        qvm = QValueModel.from_pretrained(directory)
+    except SafetensorError as e:
+        raise ModelLoadError(f"{directory / 'model.safetensors'} is corrupt or truncated ({_reason(e)}); train the QVM again (qstar train-qvm --out DIR)") from None
+    except (KeyError, TypeError, OSError) as e:
+        raise ModelLoadError(f"{directory}: not a QVM written by QValueModel.save_pretrained ({_reason(e)}); train one with qstar train-qvm --out DIR") from None
     width = int(policy.model.config.hidden_size)
     if qvm.backbone is None and qvm.hidden_size != width:
         raise ValueError(f"the QVM in {directory} reads hidden states of width {qvm.hidden_size} but the policy in {policy.path} has width {width}: train a QVM for this policy (qstar train-qvm)")
     dev = next(policy.model.parameters()).device
     return qvm.to(dev).eval()
+
+
+def prompt_token_limit(context_length: int | None, settings: PolicySettings) -> int | None:
+    """Tokens a prompt may take: the context minus the room kept for the solution,
+    ``min(max_steps * max_step_tokens, context_length // 4)`` (None: no limit).
+
+    >>> prompt_token_limit(384, PolicySettings(max_steps=12, max_step_tokens=96)), prompt_token_limit(None, PolicySettings())
+    (288, None)
+    """
+    if context_length is None:
+        return None
+    return context_length - min(settings.max_steps * settings.max_step_tokens, context_length // 4)
+
+
+def check_prompt_lengths(
+    policy: Policy,
+    prompts: Sequence[str],
+    ids: Sequence[Any] | None = None,
+    *,
+    context_length: int | None = None,
+    max_bytes: int | None = DEFAULT_MAX_PROMPT_BYTES,
+) -> list[list[int]]:
+    """Tokenizes every prompt and returns the token ids; raises :class:`PromptTooLongError`
+    naming the first prompt (``ids[i]``, default ``prompt i``) longer than ``max_bytes`` UTF-8
+    bytes (checked before tokenizing) or than :func:`prompt_token_limit` tokens.
+
+    ``policy`` needs ``encode`` and ``settings``; ``context_length`` (default: the policy's
+    model's) lets a caller check before the weights load. Empty prompts are refused too.
+    """
+    names = [f"prompt {i}" for i in range(len(prompts))] if ids is None else [str(x) for x in ids]
+    if len(names) != len(prompts):
+        raise ValueError(f"got {len(names)} ids for {len(prompts)} prompts; give one id per prompt")
+    context = policy.context_length if context_length is None else context_length
+    limit = prompt_token_limit(context, policy.settings)
+    out: list[list[int]] = []
+    for name, prompt in zip(names, prompts):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise PromptTooLongError(f"{name}: the prompt is empty; give a non-empty question")
+        if max_bytes is not None:
+            size = len(prompt.encode("utf-8", "surrogatepass"))
+            if size > max_bytes:
+                raise PromptTooLongError(f"{name}: the prompt is {size} bytes, over the limit of {max_bytes}; shorten the question")
+        tokens = policy.encode(prompt)
+        if limit is not None and len(tokens) > limit:
+            raise PromptTooLongError(
+                f"{name}: the prompt is {len(tokens)} tokens but the model takes {context} positions and keeps "
+                f"{context - limit} for the solution (min(max_steps x max_step_tokens, context/4)), so a prompt may take "
+                f"at most {limit}; shorten the question or use a model with a longer context"
+            )
+        out.append(list(tokens))
+    return out
 
 
 PROCESS_REWARDS = ("annotations", "grounded", None)
@@ -260,12 +557,12 @@ class SolveResult:
         return write_tree(nodes, path, chosen=self.chosen_path(), title=self.question)
 
     def __str__(self) -> str:
+        st = self.search.stats
         if not self.steps:
-            return f"no solution found (search stopped: {self.search.stop_reason})"
+            return f"no solution found (search stopped: {self.search.stop_reason}; {st.expanded} expansions, {st.nodes} nodes, {self.search.wall_seconds:.2f} s)"
         lines = [f"{'f':>7} {'g':>7} {'h':>7}  step"]
         for s in self.steps:
             lines.append(f"{s.f:7.3f} {s.g:7.3f} {s.h:7.3f}  {s.text.rstrip()}")
-        st = self.search.stats
         lines.append(f"answer: {self.answer}   ({st.expanded} expansions, {st.nodes} nodes, {self.search.wall_seconds:.2f} s)")
         return "\n".join(lines)
 
@@ -341,7 +638,8 @@ class Solver:
                 raise ValueError(f"question {i} must be a non-empty string")
         config = self.method.config
         seed = self.seed if seed is None else seed
-        searches = [Search(self.policy.encode(self.policy.prompt(q)), config, seed=seed, keep_tree=True) for q in questions]
+        roots = check_prompt_lengths(self.policy, [self.policy.prompt(q) for q in questions], [f"question {i}" for i in range(len(questions))])
+        searches = [Search(root, config, seed=seed, keep_tree=True) for root in roots]
         results: list[Any] = [None] * len(questions)
         scheduler = Scheduler(self.setup.expand, concurrency=self.concurrency)
         for i, res in scheduler.run(single(s) for s in searches):

@@ -1,9 +1,12 @@
 """Pictures of a search tree: a self-contained SVG or HTML page, or Graphviz DOT text.
 
-Each node is a mark labelled with its f (circle; a box when ``terminal``), filled by status
-(open: hollow, selected: yellow, expanded: blue, solution: green, pruned: greyed out). Hovering a
-node (SVG ``<title>``) shows its full step text and f, g, h, reward and status. The ``chosen``
-path (root first) and only it is drawn thick red (class ``chosen``). A small legend sits below.
+Each node is a mark (circle; a box when ``terminal``), filled by status (open: hollow, selected:
+yellow, expanded: blue, solution: green, pruned: greyed out), with its f and the start of its step
+text (:data:`STEP_CHARS` characters) written under it. Hovering a node (SVG ``<title>``) shows its
+full step text and f, g, h, reward and status. Edges leave a node below its labels, so no line
+crosses a label. The ``chosen`` path (root first) and only it is drawn thick red (class
+``chosen``). The title wraps over as many lines as it needs (up to :data:`TITLE_LINES`). A small
+legend sits below.
 
 Layout (:func:`layout`, linear time, no recursion): y by depth; leaves :data:`NODE_SPACING`
 apart in depth-first order with children by id; each parent centred over its children's x range.
@@ -28,6 +31,7 @@ import html
 import math
 import os
 import re
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -35,7 +39,12 @@ from pathlib import Path
 
 __all__ = ["DrawNode", "layout", "to_dot", "to_html", "to_svg", "write_tree"]
 
-NODE_SPACING, LEVEL_HEIGHT, RADIUS, PAD = 40.0, 60.0, 9.0, 30.0
+NODE_SPACING, LEVEL_HEIGHT, RADIUS, PAD = 56.0, 84.0, 9.0, 30.0
+LABEL_DEPTH = RADIUS + 24.0
+"""How far below a node's centre its labels (f, then the step's start) end and its edges begin."""
+STEP_CHARS = 10
+"""Characters of a step's text written under its node (the rest: "…", the full text in the tooltip)."""
+TITLE_LINES, TITLE_LINE_HEIGHT, TITLE_CHAR_WIDTH = 8, 16.0, 7.0
 RED = "#d62728"
 # status -> (fill, stroke): open is hollow, pruned is greyed out.
 STYLE = {"open": ("#ffffff", "#555555"), "selected": ("#fdd835", "#555555"), "expanded": ("#90caf9", "#555555"),
@@ -138,7 +147,7 @@ def layout(nodes: Sequence[DrawNode]) -> dict[int, tuple[float, float]]:
 
     >>> layout([DrawNode(0, -1, "q", 0, 0, 0, 0, "expanded"), DrawNode(1, 0, "a", 0, 0, 0, 0, "open"),
     ...         DrawNode(2, 0, "b", 0, 0, 0, 0, "open")])
-    {1: (30.0, 114.0), 2: (70.0, 114.0), 0: (50.0, 54.0)}
+    {1: (30.0, 138.0), 2: (86.0, 138.0), 0: (58.0, 54.0)}
     """
     return _layout(*_check(nodes, ()))
 
@@ -149,19 +158,46 @@ def _mark(x: float, y: float, r: float, terminal: bool, attrs: str) -> str:
     return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" {attrs}/>'
 
 
+def short_text(text: str, limit: int = STEP_CHARS) -> str:
+    """A step's text on one line, cut to ``limit`` characters with "…" (what a node shows).
+
+    >>> short_text("  3 * 4 = <<3*4=12>>12\\n"), short_text("#### 5\\n")
+    ('3 * 4 = <…', '#### 5')
+    """
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def title_lines(title: str, width: float) -> list[str]:
+    """The title wrapped to the picture's width, at most :data:`TITLE_LINES` lines (the last
+    ending in "…" when the title goes on)."""
+    chars = max(30, int((width - 2 * PAD) / TITLE_CHAR_WIDTH))
+    lines = textwrap.wrap(" ".join(title.split()), chars, break_long_words=True, break_on_hyphens=False)
+    if len(lines) > TITLE_LINES:
+        lines = lines[:TITLE_LINES]
+        lines[-1] = lines[-1][: chars - 1] + "…"
+    return lines
+
+
 def _svg(nodes: Sequence[DrawNode], chosen: Sequence[int], title: str) -> str:
     pos = _layout(*_check(nodes, chosen))
     on_path, path_edges = set(chosen), set(pairwise(chosen))
     width = max(max(x for x, _ in pos.values()) + PAD, 560.0)  # at least the legend's width
-    legend_y = max(y for _, y in pos.values()) + 40
+    heading = title_lines(title, width) if title else []
+    shift = TITLE_LINE_HEIGHT * max(0, len(heading) - 1)  # the tree goes below a title of several lines
+    pos = {i: (x, y + shift) for i, (x, y) in pos.items()}
+    legend_y = max(y for _, y in pos.values()) + LABEL_DEPTH + 16
     size = f'width="{width:.0f}" height="{legend_y + 20:.0f}" viewBox="0 0 {width:.0f} {legend_y + 20:.0f}"'
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" {size} font-family="sans-serif" font-size="9">']
-    if title:
-        out.append(f'<text class="title" x="{PAD:.0f}" y="18" font-size="13">{_esc(title[:200])}</text>')
+    if heading:
+        spans = "".join(f'<tspan x="{PAD:.0f}" y="{18 + i * TITLE_LINE_HEIGHT:.0f}">{_esc(line)}</tspan>' for i, line in enumerate(heading))
+        out.append(f'<text class="title" font-size="13">{spans}</text>')
     edges = [n for n in nodes if n.parent != -1]
-    # Highlighted edges last, so grey ones never paint over them.
+    # Highlighted edges last, so grey ones never paint over them. An edge runs from below the
+    # parent's labels to the top of the child's mark: it crosses no label.
     for n in sorted(edges, key=lambda n: (n.parent, n.id) in path_edges):
         (x1, y1), (x2, y2) = pos[n.parent], pos[n.id]
+        y1, y2 = y1 + LABEL_DEPTH, y2 - RADIUS
         hot = (n.parent, n.id) in path_edges
         style = f'class="edge chosen" stroke="{RED}" stroke-width="3"' if hot else 'class="edge" stroke="#999999" stroke-width="1"'
         out.append(f'<line id="e{n.parent}-{n.id}" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" {style}/>')
@@ -175,7 +211,9 @@ def _svg(nodes: Sequence[DrawNode], chosen: Sequence[int], title: str) -> str:
         fade = ' opacity="0.6"' if n.status == "pruned" else ""
         mark = _mark(x, y, RADIUS, n.terminal, f'class="{cls}" {paint}')
         out.append(f'<g id="n{n.id}"{fade}><title>{_esc(tip)}</title>{mark}'
-                   f'<text x="{x:.1f}" y="{y + RADIUS + 10:.1f}" text-anchor="middle">{_num(n.f)}</text></g>')
+                   f'<text class="f" x="{x:.1f}" y="{y + RADIUS + 10:.1f}" text-anchor="middle">{_num(n.f)}</text>'
+                   f'<text class="step" x="{x:.1f}" y="{y + RADIUS + 20:.1f}" text-anchor="middle" font-size="8" fill="#444444">'
+                   f'{_esc(short_text(n.text))}</text></g>')
     out.append('<g class="legend">')
     items = [(s, _mark(0, 0, 5, False, f'fill="{fl}" stroke="{st}"')) for s, (fl, st) in STYLE.items()]
     items += [("terminal", _mark(0, 0, 5, True, 'fill="#ffffff" stroke="#555555"')),
@@ -211,9 +249,11 @@ def to_html(nodes: Sequence[DrawNode], *, chosen: Sequence[int] = (), title: str
     head = _esc(title) if title else "qstar search tree"
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{head}</title>\n'
-        "<style>body{font-family:sans-serif;margin:1em} .tree{overflow-x:auto} table{border-collapse:collapse}"
+        "<style>body{font-family:sans-serif;margin:1em} h1{font-size:1.2em;white-space:pre-wrap;overflow-wrap:anywhere}"
+        " .tree{overflow-x:auto} table{border-collapse:collapse}"
         " td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top} .step{white-space:pre-wrap}</style>\n"
-        f"</head><body>\n<h1>{head}</h1>\n<p>{len(nodes)} nodes; hover a node for its step and scores; the chosen path is red.</p>\n"
+        f"</head><body>\n<h1>{head}</h1>\n<p>{len(nodes)} nodes; under each node its f and the start of its step; hover a node for "
+        "the whole step and its scores; the chosen path is red.</p>\n"
         f'<div class="tree">\n{svg}</div>\n<h2>Chosen path</h2>\n'
         f"<table><tr><th>depth</th><th>step</th><th>reward</th><th>g</th><th>h</th><th>f</th></tr>\n{rows}\n</table>\n"
         "</body></html>\n")

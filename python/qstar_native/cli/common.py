@@ -1,7 +1,9 @@
 """What every ``qstar`` command shares: its options, and turning library errors into one line.
 
-Commands parse and check everything they can (methods, ranges, data files, output paths) before
-loading a model, then call library functions; no algorithm lives here.
+Commands parse and check everything they can before loading a model: arguments (methods,
+ranges, finite numbers), output paths, data files (read line by line, each line and question
+bounded), then the tokenizer and config alone, so every prompt is checked against the model's
+context. Only then do the weights load. No algorithm lives here.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+INT64_MAX = 2**63 - 1
+DTYPES = ("float32", "bfloat16", "float16", "auto")  # qstar_native.pretrained.DTYPES, without importing torch
+DEFAULT_MAX_QUESTION_BYTES = 1 << 20
+"""--max-question-bytes default (1 MiB); a data file line may hold 4 times as much."""
 
 
 class CLIError(Exception):
@@ -31,23 +38,62 @@ def finite(text: str) -> float:
     return v
 
 
+def probability(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    v = finite(text)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]; give e.g. 0.95 (1 keeps every token)")
+    return v
+
+
 def positive_int(text: str) -> int:
-    """argparse type: an int >= 1."""
+    """argparse type: an int >= 1 (and < 2**63: counts the engine holds)."""
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    if v > INT64_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is too large; give at most 2**63 - 1")
     return v
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an int >= 0."""
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def add_common(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     if model:
-        p.add_argument("--model", metavar="DIR", help="Hugging Face causal-LM directory (default: the embedded default policy)")
+        p.add_argument("--model", metavar="DIR|ID", help="Hugging Face causal-LM directory, or a model id already in the local "
+                       "Hugging Face cache (offline) (default: the embedded default policy)")  # fmt: skip
+        p.add_argument("--dtype", choices=DTYPES, default="float32", help="weight dtype; auto: the checkpoint's own (default float32)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:0 or auto (default cpu)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--max-question-bytes", type=positive_int, default=DEFAULT_MAX_QUESTION_BYTES, metavar="N",
+                   help=f"refuse questions longer than N UTF-8 bytes; data file lines may hold 4N (default {DEFAULT_MAX_QUESTION_BYTES})")  # fmt: skip
+
+
+def add_prompt(p: argparse.ArgumentParser, *, fewshot: bool) -> None:
+    """How prompts are built: chat template, system instruction, few-shot examples."""
+    p.add_argument("--apply-chat-template", action="store_true",
+                   help="wrap each prompt in the tokenizer's chat template as a user turn (instruct models)")  # fmt: skip
+    p.add_argument("--system-instruction", metavar="TEXT", default=None,
+                   help="a system turn with --apply-chat-template, else text before the prompt")  # fmt: skip
+    if fewshot:
+        p.add_argument("--num-fewshot", type=nonnegative_int, default=0, metavar="N",
+                       help="put the task's first N problems, with their worked solutions, before each prompt as examples; "
+                       "they are then left out of the run (default 0)")  # fmt: skip
+
+
+def add_steps(p: argparse.ArgumentParser) -> None:
+    """Overrides of the policy's qstar.json step settings."""
+    p.add_argument("--max-steps", type=positive_int, default=None, metavar="N", help="steps a solution may take (default: qstar.json; embedded: 12)")
+    p.add_argument("--max-step-tokens", type=positive_int, default=None, metavar="N",
+                   help="tokens a step may take (default: qstar.json; embedded: 96)")  # fmt: skip
+    p.add_argument("--top-p", type=probability, default=None, metavar="P", help="nucleus sampling of proposals, in (0, 1] (default: qstar.json, else 1)")
 
 
 def add_calculator(p: argparse.ArgumentParser) -> None:
@@ -64,6 +110,7 @@ def add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lam", type=finite, default=1.0, help="weight of h in f = g + lam*h (default 1)")
     p.add_argument("--temperature", type=finite, default=None, help="sampling temperature (default: the policy's qstar.json)")
     p.add_argument("--concurrency", type=positive_int, default=None, help="searches in flight at once (default 16 on CPU, 64 on GPU)")
+    add_steps(p)
     add_calculator(p)
 
 
@@ -77,6 +124,16 @@ def search_options(args: argparse.Namespace) -> dict[str, Any]:
         "process_reward": "default" if args.process_reward is None else {"none": None}.get(args.process_reward, args.process_reward),
         "calculator": None if args.calculator is None else args.calculator == "on",
     }
+
+
+def policy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Further HFPolicy arguments: with few-shot examples a step holding a final answer ends the
+    solution (a base model goes on with another example instead of ending its turn)."""
+    if getattr(args, "num_fewshot", 0):
+        from ..tasks.math_answers import extract_answer
+
+        return {"is_terminal": lambda text: extract_answer(text) is not None}
+    return {}
 
 
 def concurrency(args: argparse.Namespace) -> int:
@@ -93,6 +150,33 @@ def qvm_name(args: argparse.Namespace) -> str:
     if args.qvm is not None:
         return str(args.qvm)
     return str(DEFAULT_QVM_DIR) if args.model is None and DEFAULT_QVM_DIR.is_dir() else "none"
+
+
+def check_qvm(args: argparse.Namespace) -> None:
+    """The --qvm directory's files, checked before any model loads (config.json readable, the
+    weights' header intact); loading it checks the rest."""
+    name = qvm_name(args)
+    if name == "none":
+        return
+    d = Path(name)
+    if not d.is_dir():
+        raise CLIError(f"--qvm {name}: directory does not exist; pass a directory written by qstar train-qvm --out DIR, or 'none'")
+    for f in ("config.json", "model.safetensors"):
+        if not (d / f).is_file():
+            raise CLIError(f"--qvm {name}: {f} is missing, so it is not a QVM; pass a directory written by qstar train-qvm --out DIR")
+    _check_safetensors(d / "model.safetensors", "--qvm", "train the QVM again (qstar train-qvm --out DIR)")
+
+
+def _check_safetensors(path: Path, option: str, fix: str) -> None:
+    """Reads a safetensors file's header only (its size must cover every tensor)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "np"):
+            pass
+    except (SafetensorError, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CLIError(f"{option}: {path} is corrupt or truncated ({reason}); {fix}") from None
 
 
 def load_qvm(args: argparse.Namespace, policy: Any) -> Any:
@@ -131,63 +215,185 @@ def setup_torch(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
 
 
-def policy_settings(args: argparse.Namespace) -> Any:
-    """The policy directory's ``qstar.json`` settings, read without loading the model."""
-    from ..pretrained import DEFAULT_POLICY_DIR, PolicySettings
+def model_dir(args: argparse.Namespace) -> Path:
+    """The directory --model names: a directory, or a model id in the local Hugging Face cache."""
+    from ..pretrained import resolve_model_dir
 
-    directory = Path(args.model) if args.model is not None else DEFAULT_POLICY_DIR
-    if not directory.is_dir():
-        raise CLIError(f"--model {directory}: no such directory; pass a directory written by save_pretrained (config.json, weights, tokenizer)")
+    try:
+        directory = resolve_model_dir(args.model)
+    except FileNotFoundError as e:
+        if args.model is not None and not Path(args.model).exists() and "Hugging Face cache" not in str(e):
+            raise CLIError(f"--model {args.model}: no such directory; pass a directory written by save_pretrained (config.json, weights, tokenizer)") from None
+        raise CLIError(f"--model: {e}") from None
     if not (directory / "config.json").is_file():
         raise CLIError(f"--model {directory}: no config.json, so not a Hugging Face model directory (save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir))")
+    return directory
+
+
+def policy_settings(args: argparse.Namespace) -> Any:
+    """The policy directory's ``qstar.json`` settings, read without loading the model, with
+    --max-steps, --max-step-tokens and --top-p (where the command has them) in place of its own."""
+    from ..pretrained import PolicySettings
+
+    directory = model_dir(args)
     try:
-        return PolicySettings.read(directory)
+        settings = PolicySettings.read(directory)
     except ValueError as e:
-        raise CLIError(str(e)) from None
+        raise CLIError(f"--model: {e}") from None
+    changes = {name: getattr(args, name) for name in ("max_steps", "max_step_tokens", "top_p") if getattr(args, name, None) is not None}
+    return replace(settings, **changes) if changes else settings
 
 
-def load_policy(args: argparse.Namespace) -> Any:
-    from transformers.utils import logging as hf_logging
-
-    from ..pretrained import load_policy as load
-
-    hf_logging.disable_progress_bar()  # a 1 MB model needs no "Loading weights" bar
-    try:
-        return load(args.model, device=args.device)
-    except (FileNotFoundError, ValueError) as e:
-        raise CLIError(str(e)) from None
+def check_questions(items: list[tuple[str, str]], limit: int) -> None:
+    """Each (name, question): non-empty, UTF-8 (a byte that is not comes as a lone surrogate from
+    the command line) and at most ``limit`` bytes."""
+    for name, q in items:
+        if not q.strip():
+            raise CLIError(f"{name}: the question is empty; give a non-empty question")
+        try:
+            size = len(q.encode("utf-8"))
+        except UnicodeEncodeError as e:
+            ch = ord(q[e.start])
+            byte = f"byte 0x{ch - 0xDC00:02x}" if 0xDC80 <= ch <= 0xDCFF else f"U+{ch:04X}"
+            raise CLIError(f"{name}: not valid UTF-8 text ({byte} at character {e.start + 1}); pass the question as UTF-8") from None
+        if size > limit:
+            raise CLIError(f"{name}: the question is {size} bytes, over --max-question-bytes {limit}; shorten it or raise the limit")
 
 
 @dataclass
 class LoadedTask:
-    """The problems, their source (prompt text etc.) and a name; ``task(policy)`` adapts the
-    source to the policy's tokens."""
+    """The problems, their source (prompt text etc.), a name, and the few-shot examples taken from
+    the task's first problems; ``task(policy)`` adapts the source to the policy's prompts and tokens."""
 
     source: Any
     problems: list[Any]
     name: str
+    fewshot: tuple[tuple[str, str], ...] = ()
+
+    def prompt(self, policy: Any, problem: Any) -> str:
+        return str(policy.format_prompt(self.source.prompt(problem)))
 
     def task(self, policy: Any) -> Any:
         from ..tasks.math_task import MathTask
 
-        return MathTask(self.source, encode=policy.encode)
+        fmt = getattr(policy, "prompt_format", None)
+        source = self.source if fmt is None or fmt.plain else _Formatted(self.source, policy)
+        return MathTask(source, encode=policy.encode)
+
+
+class _Formatted:
+    """A task source whose prompts go through the policy's prompt format (chat template etc.)."""
+
+    def __init__(self, source: Any, policy: Any) -> None:
+        self.source, self.policy = source, policy
+
+    def prompt(self, problem: Any) -> str:
+        return str(self.policy.format_prompt(self.source.prompt(problem)))
+
+    def is_correct(self, problem: Any, completion: str) -> bool:
+        return bool(self.source.is_correct(problem, completion))
 
 
 def load_task(args: argparse.Namespace, settings: Any, *, purpose: str) -> LoadedTask:
     """The problems named by --task/--data/--seeds/--n (``purpose``: "eval" warns on seeds past
-    the held-out range, "train" refuses held-out seeds)."""
+    the held-out range, "train" refuses held-out seeds); with --num-fewshot N the first N problems
+    become the examples and the next --n are the problems."""
     from ..tasks.load import ProblemSourceError, load_problems
 
+    shots = int(getattr(args, "num_fewshot", 0) or 0)
     seeds = None if args.data is not None else parse_range(args.seeds, "--seeds")
+    n = None if args.n is None else args.n + shots
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            src = load_problems(task=args.task, data=args.data, seeds=seeds, n=args.n, purpose=purpose, prompt_template=settings.prompt_template)
+            src = load_problems(task=args.task, data=args.data, seeds=seeds, n=n, purpose=purpose, prompt_template=settings.prompt_template,
+                                max_line_bytes=4 * args.max_question_bytes)  # fmt: skip
         except ProblemSourceError as e:
             raise CLIError(f"--{'data' if args.data is not None else 'seeds' if 'seeds' in str(e) else 'task'}: {e}") from None
     for w in caught:
         print(f"qstar: warning: {w.message}", file=sys.stderr)
-    return LoadedTask(src.task, src.problems, src.name)
+    examples, problems = src.problems[:shots], src.problems[shots:]
+    if shots:
+        if not problems:
+            raise CLIError(f"--num-fewshot {shots}: the task has only {len(src.problems)} problems, none left to run after the examples")
+        missing = [p.id for p in examples if not getattr(p, "steps", None)]
+        if missing:
+            raise CLIError(f"--num-fewshot: problem {missing[0]} has no worked solution to show as an example")
+    where = f"--data {args.data}: problem" if args.data is not None else "problem"
+    check_questions([(f"{where} {p.id}", p.question) for p in src.problems], args.max_question_bytes)
+    return LoadedTask(src.task, problems, src.name, tuple((p.question, "\n".join(p.steps)) for p in examples))
+
+
+@dataclass
+class ModelPlan:
+    """A model before its weights load: its directory, settings, tokenizer, context length and
+    prompt format. ``check`` refuses prompts that do not fit; ``load`` loads the weights."""
+
+    args: argparse.Namespace
+    policy: Any  # a Policy without its model: tokenizer, settings, prompt format
+    context: int | None
+
+    def check(self, prompts: list[str], ids: list[str]) -> None:
+        from ..pretrained import PromptTooLongError, check_prompt_lengths
+
+        try:
+            check_prompt_lengths(self.policy, prompts, ids, context_length=self.context, max_bytes=None)
+        except PromptTooLongError as e:
+            raise CLIError(str(e)) from None
+        except ValueError as e:  # the chat template failed
+            raise CLIError(f"--apply-chat-template: {e}") from None
+
+    def check_task(self, loaded: LoadedTask) -> None:
+        self.check([loaded.prompt(self.policy, p) for p in loaded.problems], [f"problem {p.id}" for p in loaded.problems])
+
+    def load(self) -> Any:
+        from transformers.utils import logging as hf_logging
+
+        from ..pretrained import load_policy
+
+        hf_logging.disable_progress_bar()  # a 1 MB model needs no "Loading weights" bar
+        p = self.policy
+        try:
+            return load_policy(p.path, device=self.args.device, dtype=self.args.dtype, settings=p.settings, tokenizer=p.tokenizer,
+                               prompt_format=p.prompt_format)  # fmt: skip
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(f"--model: {e}") from None
+
+
+def plan_model(args: argparse.Namespace, settings: Any, fewshot: tuple[tuple[str, str], ...] = ()) -> ModelPlan:
+    """Reads config.json and the tokenizer (not the weights) and checks the weights' headers, so
+    a model that cannot load fails here, before any work."""
+    from ..pretrained import ModelLoadError, Policy, PromptFormat, load_tokenizer, model_context_length, resolve_device
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # e.g. "sequence length is longer than...": the check below says it in one line
+    directory = model_dir(args)
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        raise CLIError(f"--device: {e}") from None
+    try:
+        fmt = PromptFormat(chat_template=bool(getattr(args, "apply_chat_template", False)), system_instruction=getattr(args, "system_instruction", None),
+                           fewshot=fewshot)  # fmt: skip
+    except ValueError as e:
+        raise CLIError(f"--system-instruction: {e}") from None
+    for w in sorted(directory.glob("*.safetensors")):
+        _check_safetensors(w, "--model", "download or save the model again")
+    try:
+        context = model_context_length(directory)
+        tokenizer = load_tokenizer(directory)
+        fmt.check(tokenizer, f"the tokenizer in {directory}")
+    except ModelLoadError as e:
+        raise CLIError(f"--model: {e}") from None
+    except ValueError as e:
+        raise CLIError(f"--apply-chat-template: {e}") from None
+    return ModelPlan(args, Policy(None, tokenizer, settings, directory, None if fmt.plain else fmt), context)
+
+
+def setup_error(e: Exception) -> CLIError:
+    """A policy the search cannot drive (e.g. an architecture without the KV layout it needs)."""
+    return CLIError(f"--model: {e}")
 
 
 def writable(path: str | None, name: str) -> None:
@@ -202,3 +408,36 @@ def writable(path: str | None, name: str) -> None:
         raise CLIError(f"{name} {path}: the folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise CLIError(f"{name} {path}: not writable")
+
+
+def check_output_dir(path: str, name: str) -> None:
+    """A directory that will be written later: an existing one must be writable, a missing one
+    creatable (its nearest existing parent writable); nothing is created now."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise CLIError(f"{name} {path} is a file; give a directory")
+        if not os.access(p, os.W_OK):
+            raise CLIError(f"{name} {path}: not writable")
+        return
+    parent = p.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise CLIError(f"{name} {path}: cannot create it under {parent} (not a writable folder)")
+
+
+def output_dir(path: str | None, name: str) -> Path | None:
+    """An output directory, created now (parents too), before any model loads."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CLIError(f"{name} {path} is a file; give a directory (it is created if missing)")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"{name} {path}: cannot create it ({e.strerror or e})") from None
+    if not os.access(p, os.W_OK):
+        raise CLIError(f"{name} {path}: not writable")
+    return p

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
 from typing import Any
 
 from .common import (
-    CLIError, add_common, add_search, add_task, concurrency, load_policy, load_qvm, load_task, policy_settings, positive_int,
-    qvm_name, search_options, setup_torch, writable,
+    CLIError, add_common, add_prompt, add_search, add_task, check_qvm, concurrency, load_qvm, load_task, output_dir, plan_model,
+    policy_options, policy_settings, positive_int, qvm_name, search_options, setup_error, setup_torch, writable,
 )  # fmt: skip
 
 EXAMPLES = """examples:
@@ -18,6 +19,7 @@ EXAMPLES = """examples:
   qstar eval --seeds 0:5 --n 500 --methods greedy,best-of-n:16,beam:4,qstar --records run.jsonl --plot eval.png
   qstar eval --seeds 0:5 --n 500 --records run.jsonl --resume          # continue an interrupted run
   qstar eval --model my_model --qvm my_qvm --data test.jsonl --task gsm8k --methods greedy,qstar
+  qstar eval --model Qwen/Qwen2.5-0.5B-Instruct --apply-chat-template --data test.jsonl --task gsm8k --limit 50 --output-path runs/qwen
 
 methods (NAME or NAME:N):
   greedy          greedy chain of thought
@@ -35,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="evaluate greedy, best-of-N, beam search and Q* side by side",
         description="Runs each method on the same problems with the same policy, process reward and QVM, many "
-        "problems in flight, and prints accuracy (95%% Wilson interval), generated and forwarded tokens and wall "
-        "time per problem, then the paired difference of Q* against each other method (bootstrap 95%% interval "
+        "problems in flight, and prints accuracy (95% Wilson interval), generated and forwarded tokens and wall "
+        "time per problem, then the paired difference of Q* against each other method (bootstrap 95% interval "
         "and exact McNemar p). With --records every finished record is on disk at once; Ctrl-C keeps them and "
         "prints the table so far, and --resume continues the run.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -44,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_task(p, seeds="0:5")
     add_common(p)
     add_search(p)
+    add_prompt(p, fewshot=True)
     p.add_argument("--methods", default=None, help=f"comma-separated methods (default {DEFAULT_METHODS}; without a QVM {DEFAULT_METHODS_NO_QVM})")
     p.add_argument("--num-solutions", type=positive_int, default=1, help="Q* keeps searching until this many solutions, then answers with the best f (default 1)")
     p.add_argument("--fallback", action="store_true", help="when Q* ends its budget without a solution, complete its best open path greedily")
@@ -51,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue --records FILE: skip the (method, problem) pairs it holds")
     p.add_argument("--json", metavar="FILE", help="write summaries, comparisons and every record as one JSON document at the end")
     p.add_argument("--plot", metavar="PNG", help="write accuracy against generated tokens per method (needs matplotlib)")
+    p.add_argument("--output-path", metavar="DIR", help="write records.jsonl, results.json, table.txt and plot.png (with matplotlib) "
+                   "into DIR, created if missing; --records/--json/--plot still name their own files")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -59,8 +64,21 @@ def run(args: argparse.Namespace) -> int:
     from ..methods import MethodSpecError, parse_methods
 
     # Everything that can be checked is checked before the model loads.
+    out_dir = output_dir(args.output_path, "--output-path")
+    table_path = None
+    if out_dir is not None:
+        args.records = args.records or str(out_dir / "records.jsonl")
+        args.json = args.json or str(out_dir / "results.json")
+        table_path = out_dir / "table.txt"
+        if args.plot is None:
+            try:
+                import matplotlib  # noqa: F401
+
+                args.plot = str(out_dir / "plot.png")
+            except ImportError:
+                print(f"qstar: warning: no plot in {out_dir}: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
     if args.resume and args.records is None:
-        raise CLIError("--resume continues a --records FILE; give it")
+        raise CLIError("--resume continues a --records FILE (or --output-path DIR); give it")
     for path, name in ((args.records, "--records"), (args.json, "--json"), (args.plot, "--plot")):
         writable(path, name)
     if args.plot is not None:
@@ -72,22 +90,35 @@ def run(args: argparse.Namespace) -> int:
     has_qvm = qvm_name(args) != "none"
     options = search_options(args)
     temperature = settings.temperature if options["temperature"] is None else options["temperature"]
-    specs = args.methods if args.methods is not None else (DEFAULT_METHODS if has_qvm else DEFAULT_METHODS_NO_QVM)
     try:
-        methods = parse_methods(specs, k=args.k, lam=args.lam, temperature=temperature, max_steps=settings.max_steps,
-                                num_solutions=args.num_solutions, fallback=args.fallback, has_qvm=has_qvm)  # fmt: skip
+        methods = parse_methods(default_methods(args) if args.methods is None else args.methods, k=args.k, lam=args.lam, temperature=temperature,
+                                max_steps=settings.max_steps, num_solutions=args.num_solutions, fallback=args.fallback, has_qvm=has_qvm)  # fmt: skip
     except MethodSpecError as e:
         raise CLIError(f"--methods: {e}") from None
+    check_qvm(args)
     loaded = load_task(args, settings, purpose="eval")
-    writer = _writer(args, loaded, methods, options)
+    plan = plan_model(args, settings, loaded.fewshot)
+    plan.check_task(loaded)
+    fresh = args.records is not None and (not os.path.exists(args.records) or os.path.getsize(args.records) == 0)
+    writer = _writer(args, loaded, methods, options, settings)
 
     from ..evaluation import compare, evaluate, format_comparisons, format_table, reports_from_records
     from ..pretrained import search_setup
 
     setup_torch(args)
-    policy = load_policy(args)
-    qvm = load_qvm(args, policy)
-    setup = search_setup(policy, qvm, seed=args.seed, **options)
+    try:
+        policy = plan.load()
+        qvm = load_qvm(args, policy)
+        try:
+            setup = search_setup(policy, qvm, seed=args.seed, **options, **policy_options(args))
+        except ValueError as e:
+            raise setup_error(e) from None
+    except CLIError:
+        if writer is not None:  # the model did not load: leave no header-only file behind
+            writer.close()
+            if fresh:
+                os.remove(args.records)
+        raise
     print(f"{len(loaded.problems)} problems ({loaded.name}), policy {policy.path}, QVM {qvm_name(args)}, {setup.describe()}", file=sys.stderr)
     start = time.perf_counter()
     names = [m.name for m in methods]
@@ -109,10 +140,13 @@ def run(args: argparse.Namespace) -> int:
             writer.close()
     ref = next((r for r in reports if r.method.startswith("qstar")), None)
     comparisons = [compare(ref, r, common=True) for r in reports if ref is not None and r is not ref and r.records and ref.records]
-    print(format_table(reports))
-    if comparisons:
-        print(format_comparisons(comparisons))
+    text = format_table(reports) + ("\n" + format_comparisons(comparisons) if comparisons else "")
+    print(text)
     print(f"total wall time {time.perf_counter() - start:.1f} s")
+    if table_path is not None:
+        table_path.write_text(f"{len(loaded.problems)} problems ({loaded.name}), policy {policy.path}, QVM {qvm_name(args)}, {setup.describe()}\n"
+                              f"{text}\n", encoding="utf-8")  # fmt: skip
+        print(f"table written to {table_path}")
     if args.json is not None:
         _write_json(args.json, loaded, policy, args, reports, comparisons)
     if args.plot is not None and not stopped:
@@ -123,17 +157,26 @@ def run(args: argparse.Namespace) -> int:
     return 130 if stopped else 0
 
 
+def default_methods(args: argparse.Namespace) -> str:
+    """The methods run without --methods: best-of-n needs a QVM, so without one (a user's model
+    and no --qvm, or --qvm none) majority vote takes its place."""
+    return DEFAULT_METHODS if qvm_name(args) != "none" else DEFAULT_METHODS_NO_QVM
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _writer(args: argparse.Namespace, loaded: Any, methods: list[Any], options: dict[str, Any]) -> Any:
+def _writer(args: argparse.Namespace, loaded: Any, methods: list[Any], options: dict[str, Any], settings: Any) -> Any:
     if args.records is None:
         return None
     from ..records import RecordFileError, RecordWriter
 
     header = {"task": loaded.name, "model": args.model or "default", "qvm": qvm_name(args), "seed": args.seed, "k": args.k, "lam": args.lam,
               "methods": [m.name for m in methods], "search": {k: v for k, v in options.items()}}  # fmt: skip
+    # What else changes the records (a file written before these existed resumes: only shared keys are compared).
+    header["policy"] = {"dtype": args.dtype, "max_steps": settings.max_steps, "max_step_tokens": settings.max_step_tokens, "top_p": settings.top_p,
+                        "chat_template": args.apply_chat_template, "system_instruction": args.system_instruction, "num_fewshot": args.num_fewshot}  # fmt: skip
     try:
         return RecordWriter(args.records, header, resume=args.resume)
     except RecordFileError as e:

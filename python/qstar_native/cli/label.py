@@ -6,7 +6,10 @@ import argparse
 import os
 import time
 
-from .common import CLIError, add_calculator, add_common, add_task, finite, load_policy, load_task, policy_settings, positive_int, setup_torch, writable
+from .common import (
+    CLIError, add_calculator, add_common, add_prompt, add_steps, add_task, finite, load_task, plan_model, policy_options, policy_settings,
+    positive_int, setup_error, setup_torch, writable,
+)  # fmt: skip
 
 EXAMPLES = """examples:
   qstar label --seeds 2000:2003 --out labels.jsonl
@@ -26,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_task(p, seeds="2000:2003")
     add_common(p)
     add_calculator(p)
+    add_steps(p)
+    add_prompt(p, fewshot=True)
     p.add_argument("--out", required=True, help="label file (JSONL), created or resumed")
     p.add_argument("--trajectories", type=positive_int, default=4, help="solutions sampled per problem (default 4)")
     p.add_argument("--rollouts", type=positive_int, default=4, help="rollouts per (state, step) (default 4)")
@@ -44,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     if args.temperature < 0:
         raise CLIError(f"--temperature must be >= 0, got {args.temperature}")
     writable(args.out, "--out")
+    if args.data is not None and os.path.exists(args.out) and os.path.samefile(args.out, args.data):
+        raise CLIError(f"--out {args.out} is the --data file; labels go to a file of their own (e.g. labels.jsonl)")
     try:
         if os.path.exists(args.out):
             read_labels(args.out)  # a data file given by mistake fails here, before the model loads
@@ -51,10 +58,15 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {args.out} is not a label file ({e}); give a new path or a file written by qstar label") from None
     settings = policy_settings(args)
     loaded = load_task(args, settings, purpose="train")
+    plan = plan_model(args, settings, loaded.fewshot)
+    plan.check_task(loaded)
     setup_torch(args)
-    policy = load_policy(args)
+    policy = plan.load()
     calculator = None if args.calculator is None else args.calculator == "on"  # unset: the policy's qstar.json
-    hf = policy.hf_policy(calculator=calculator, seed=args.seed)
+    try:
+        hf = policy.hf_policy(calculator=calculator, seed=args.seed, **policy_options(args))
+    except ValueError as e:
+        raise setup_error(e) from None
     start = time.perf_counter()
     with LabelWriter(args.out) as writer:
         run_ = label_problems(loaded.task(policy), hf, loaded.problems, writer=writer, trajectories=args.trajectories, rollouts=args.rollouts,

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from .common import CLIError, add_common, add_search, concurrency, load_policy, load_qvm, policy_settings, positive_int, search_options, setup_torch, writable
+from .common import (
+    CLIError, add_common, add_prompt, add_search, check_questions, check_qvm, concurrency, load_qvm, plan_model, policy_settings, positive_int,
+    search_options, setup_error, setup_torch, writable,
+)  # fmt: skip
 
 EXAMPLES = """examples:
   qstar solve "Ella receives 50 emails a day. 16% of those emails don't require any response. She responds to the rest. How many emails does Ella respond to in a 3 day work week?"
   qstar solve "..." --tree tree.html        # or tree.svg / tree.dot: the search tree, chosen path highlighted
   qstar solve "..." --model my_model --qvm my_qvm --k 6 --max-expansions 100
   qstar solve --file questions.txt                 # one question a line, all searched together
+  qstar solve "..." --model Qwen/Qwen2.5-0.5B-Instruct --apply-chat-template --max-steps 8 --max-step-tokens 128
 """
 
 
@@ -25,41 +29,65 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--file", metavar="FILE", help="questions, one a line (UTF-8)")
     add_common(p)
     add_search(p)
+    add_prompt(p, fewshot=False)
     p.add_argument("--max-expansions", type=positive_int, default=48, help="expansion budget (default 48)")
     p.add_argument("--tree", metavar="FILE", help="write the search tree: .html, .svg or .dot (one question only)")
     p.set_defaults(run=run)
 
 
+def read_questions(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(name for messages, question) for each question argument and each non-blank --file line,
+    checked: non-empty, UTF-8, at most --max-question-bytes."""
+    items = [(f"question {i + 1}", q) for i, q in enumerate(args.question)]
+    if args.file is not None:
+        from ..tasks.jsonl import DatasetFormatError, read_lines
+
+        try:
+            items += [(f"--file {args.file}:{n}", line.strip()) for n, line in read_lines(args.file, max_line_bytes=args.max_question_bytes) if line.strip()]
+        except FileNotFoundError:
+            raise CLIError(f"--file {args.file}: no such file") from None
+        except DatasetFormatError as e:
+            raise CLIError(f"--file: {e}") from None
+        if not items:
+            raise CLIError(f"--file {args.file} holds no question; write one question a line")
+    if not items:
+        raise CLIError("give a non-empty question (or --file with one question a line)")
+    if any(not q.strip() for _, q in items):
+        raise CLIError("give a non-empty question (or --file with one question a line)")
+    check_questions(items, args.max_question_bytes)
+    return items
+
+
 def run(args: argparse.Namespace) -> int:
     from ..pretrained import Solver
 
-    questions = list(args.question)
-    if args.file is not None:
-        try:
-            with open(args.file, encoding="utf-8") as f:
-                questions += [line.strip() for line in f if line.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise CLIError(f"--file {args.file}: {e}") from None
-    if not questions or any(not q.strip() for q in questions):
-        raise CLIError("give a non-empty question (or --file with one question a line)")
+    items = read_questions(args)
+    questions = [q for _, q in items]
     if args.tree is not None:
         if not args.tree.lower().endswith((".html", ".htm", ".svg", ".dot", ".gv")):
             raise CLIError(f"--tree {args.tree}: pick a .html, .svg or .dot file")
         if len(questions) > 1:
             raise CLIError("--tree draws one search; give one question")
         writable(args.tree, "--tree")
-    policy_settings(args)
+    settings = policy_settings(args)
     options = search_options(args)
+    check_qvm(args)
+    plan = plan_model(args, settings)
+    plan.check([plan.policy.prompt(q) for q in questions], [name for name, _ in items])
     setup_torch(args)
-    policy = load_policy(args)
+    policy = plan.load()
     qvm = load_qvm(args, policy)
-    solver = Solver(policy, qvm, lam=args.lam, k=args.k, max_expansions=args.max_expansions, seed=args.seed,
-                    concurrency=concurrency(args), **options)  # fmt: skip
+    try:
+        solver = Solver(policy, qvm, lam=args.lam, k=args.k, max_expansions=args.max_expansions, seed=args.seed,
+                        concurrency=concurrency(args), **options)  # fmt: skip
+    except ValueError as e:
+        raise setup_error(e) from None
     results = solver.solve_many(questions)
     for q, result in zip(questions, results):
         if len(questions) > 1:
             print(f"\n{q}")
         print(result)
     if args.tree is not None:
-        print(f"search tree written to {results[0].write_tree(args.tree)}")
+        tree = results[0].search.tree or []
+        print(f"search tree written to {results[0].write_tree(args.tree)} ({len(tree)} nodes)")
     return 0

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import CLIError, add_common, add_task, finite, load_policy, load_task, policy_settings, positive_int, setup_torch
+from .common import CLIError, add_common, add_prompt, add_task, check_output_dir, finite, load_task, plan_model, policy_settings, positive_int, setup_torch
 
 EXAMPLES = """examples:
   qstar train-qvm --labels labels.jsonl --seeds 2000:2003 --out my_qvm
@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     add_task(p, seeds="2000:2003")
     add_common(p)
+    add_prompt(p, fewshot=True)
     p.add_argument("--labels", required=True, help="label file written by qstar label")
     p.add_argument("--out", required=True, help="output directory for the QVM")
     p.add_argument("--head", choices=("linear", "mlp"), default="mlp", help="head kind (default mlp)")
@@ -74,9 +75,12 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(e)) from None
     settings = policy_settings(args)
     loaded = load_task(args, settings, purpose="train")
+    plan = plan_model(args, settings, loaded.fewshot)
+    plan.check_task(loaded)
+    check_output_dir(args.out, "--out")
     setup_torch(args)
-    policy = load_policy(args)
-    prompts = {loaded.task(policy).problem_id(p): loaded.source.prompt(p) for p in loaded.problems}
+    policy = plan.load()
+    prompts = {loaded.task(policy).problem_id(p): loaded.prompt(policy, p) for p in loaded.problems}
     missing = sorted({r.question_id for r in rows} - set(prompts))
     if missing:
         raise CLIError(f"--labels mentions question {missing[0]!r} (and {len(missing) - 1} more) not among the task's problems; pass the --task/--seeds/--data given to qstar label")

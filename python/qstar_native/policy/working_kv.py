@@ -88,8 +88,10 @@ class WorkingKV:
         self.node_mask[:nodes, :node_columns] = 0
 
     def _alloc(self, n: int, cols: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        keys = [torch.empty(n, h, cols, d, dtype=self.dtype, device=self.device) for h, d in self.layer_shapes]
-        return keys, [torch.empty_like(k) for k in keys]
+        # Zeros, not empty: a masked column still enters attention as weight 0 x value, and
+        # uninitialised memory can hold NaN bit patterns (0 x NaN = NaN; seen in bfloat16).
+        keys = [torch.zeros(n, h, cols, d, dtype=self.dtype, device=self.device) for h, d in self.layer_shapes]
+        return keys, [torch.zeros_like(k) for k in keys]
 
     def cache(self) -> Cache:
         """A transformers cache whose layers write into these buffers."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .gsm_symbolic import GsmSymbolic
-from .jsonl import DatasetFormatError
+from .jsonl import DEFAULT_MAX_LINE_BYTES, DatasetFormatError
 from .math_answers import load_gsm8k_jsonl, load_math_jsonl
 from .problem_set import ProblemSet
 
@@ -51,9 +51,11 @@ class ProblemSource:
 
 
 def load_problems(*, task: str = "gsm-symbolic", data: str | Path | None = None, seeds: range | None = None, n: int | None = None,
-                  purpose: Literal["eval", "train"] = "eval", prompt_template: str = "{question}\n") -> ProblemSource:  # fmt: skip
-    """The problems of a task: ``data`` (a GSM8K or MATH JSON Lines file), or GSM-Symbolic
-    ``seeds`` (100 problems each, generated lazily: only the first ``n`` are made).
+                  purpose: Literal["eval", "train"] = "eval", prompt_template: str = "{question}\n",
+                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ProblemSource:  # fmt: skip
+    """The problems of a task: ``data`` (a GSM8K or MATH JSON Lines file, read line by line, each
+    line at most ``max_line_bytes``), or GSM-Symbolic ``seeds`` (100 problems each, generated
+    lazily: only the first ``n`` are made).
 
     ``purpose="train"`` refuses held-out seeds and drops problems whose question occurs in
     :data:`CHECKED_EVAL_SEEDS`; ``"eval"`` warns on seeds outside the held-out range.
@@ -68,9 +70,11 @@ def load_problems(*, task: str = "gsm-symbolic", data: str | Path | None = None,
         if not path.is_file():
             raise ProblemSourceError(f"data file {str(path)!r}: no such file")
         try:
-            source: Any = ProblemSet(loaders[task](path), prompt_template)
-        except (DatasetFormatError, ValueError) as e:
-            raise ProblemSourceError(f"data file {path}: {e}") from None
+            source: Any = ProblemSet(loaders[task](path, max_line_bytes=max_line_bytes), prompt_template)
+        except (DatasetFormatError, ValueError) as e:  # the loaders' messages start with the path and line
+            raise ProblemSourceError(str(e) if str(e).startswith(str(path)) else f"data file {path}: {e}") from None
+        except OSError as e:
+            raise ProblemSourceError(f"data file {path}: cannot read it ({e.strerror or e})") from None
         problems = list(source.problems)[:n]
         return ProblemSource(source, problems, path.name)
     if task != "gsm-symbolic":

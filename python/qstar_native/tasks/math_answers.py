@@ -24,7 +24,7 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
-from .jsonl import DatasetFormatError, read_jsonl
+from .jsonl import DEFAULT_MAX_LINE_BYTES, DatasetFormatError, read_jsonl
 from .problem import Problem
 
 __all__ = [
@@ -134,33 +134,45 @@ def _lines(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.splitlines() if s.strip())
 
 
-def load_gsm8k_jsonl(path: str | os.PathLike[str]) -> list[Problem]:
+def _question(path: str | os.PathLike[str], lineno: int, rec: dict[str, object], field: str) -> str:
+    text = str(rec[field]).strip()
+    if not text:
+        raise DatasetFormatError(f"{path}:{lineno}: field {field!r} is empty; every problem needs a question")
+    return text
+
+
+def load_gsm8k_jsonl(path: str | os.PathLike[str], *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> list[Problem]:
     """Load GSM8K-format JSONL: ``{"question": ..., "answer": "steps...\\n#### 72"}`` a line.
 
     ``steps`` are the answer's lines (ending with ``#### 72``); ``answer`` is the text after
-    ``####``. An ``id`` field is used when present, else ``<file stem>-<line number>``.
+    ``####``. An ``id`` field is used when present, else ``<file stem>-<line number>``. The file
+    is read line by line (each at most ``max_line_bytes``); an empty question, a line that is not
+    UTF-8 or not a GSM8K record raises :class:`DatasetFormatError` naming the file and line.
     """
     problems = []
-    for lineno, rec in read_jsonl(path, ("question", "answer"), "GSM8K", strings=True):
+    for lineno, rec in read_jsonl(path, ("question", "answer"), "GSM8K", strings=True, max_line_bytes=max_line_bytes):
+        question = _question(path, lineno, rec, "question")
         final = _HASHES.findall(rec["answer"])
         if not final or not final[-1].strip():
             raise DatasetFormatError(
                 f"{path}:{lineno}: field 'answer' has no '#### <final answer>' line (GSM8K format)"
             )
         pid = str(rec.get("id", f"{Path(path).stem}-{lineno}"))
-        problems.append(Problem(pid, rec["question"].strip(), final[-1].strip(), _lines(rec["answer"])))
+        problems.append(Problem(pid, question, final[-1].strip(), _lines(rec["answer"])))
     return problems
 
 
-def load_math_jsonl(path: str | os.PathLike[str]) -> list[Problem]:
+def load_math_jsonl(path: str | os.PathLike[str], *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> list[Problem]:
     """Load MATH-format JSONL: ``{"problem": ..., "solution": "... \\boxed{5} ..."}`` a line.
 
     The answer is the record's ``answer`` field when present (as in MATH-500), else the last
     ``\\boxed{}`` of the solution. ``steps`` are the solution's non-empty lines. ``unique_id`` or
-    ``id`` is used when present, else ``<file stem>-<line number>``.
+    ``id`` is used when present, else ``<file stem>-<line number>``. Lines and errors as in
+    :func:`load_gsm8k_jsonl`.
     """
     problems = []
-    for lineno, rec in read_jsonl(path, ("problem", "solution"), "MATH", strings=True):
+    for lineno, rec in read_jsonl(path, ("problem", "solution"), "MATH", strings=True, max_line_bytes=max_line_bytes):
+        question = _question(path, lineno, rec, "problem")
         answer = rec.get("answer")
         if answer is not None and not isinstance(answer, str):
             raise DatasetFormatError(f"{path}:{lineno}: field 'answer' must be a string, got {type(answer).__name__}")
@@ -171,5 +183,5 @@ def load_math_jsonl(path: str | os.PathLike[str]) -> list[Problem]:
                     f"{path}:{lineno}: field 'solution' has no \\boxed{{...}} answer and there is no 'answer' field"
                 )
         pid = str(rec.get("unique_id", rec.get("id", f"{Path(path).stem}-{lineno}")))
-        problems.append(Problem(pid, rec["problem"].strip(), answer.strip(), _lines(rec["solution"])))
+        problems.append(Problem(pid, question, answer.strip(), _lines(rec["solution"])))
     return problems
