@@ -110,3 +110,24 @@ def test_min_p_drops_unlikely_tokens_and_renormalises():
     greedy = torch.zeros(1, 4000, dtype=torch.bool)
     greedy[0, 0] = True
     assert int(sampling.draw(logits, torch.tensor([1.0]), 1.0, u, greedy_samples=greedy)[0, 0]) == 0
+
+
+def test_attend_fused_and_unfused_give_softmax_attention_and_its_log_sum_exp(monkeypatch):
+    from qstar_native.policy import attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 4, 8, generator=g) for _ in range(3))
+    k, v = torch.cat([k, k], 2), torch.cat([v, v], 2)  # 8 columns
+    bias = torch.zeros(3, 1, 1, 8)
+    bias[0, ..., 5:] = float("-inf")  # pads
+    scores = q @ k.transpose(-1, -2) * 0.3 + bias
+    want_out = torch.softmax(scores, -1) @ v
+    want_lse = torch.logsumexp(scores, -1)
+    paths = [attention._FLASH_CPU, None] if attention._FLASH_CPU is not None else [None]
+    for fused in paths:
+        monkeypatch.setattr(attention, "_FLASH_CPU", fused)
+        out, lse = attention._attend(q, k, v, bias, 0.3)
+        torch.testing.assert_close(out, want_out, atol=1e-5, rtol=0)
+        torch.testing.assert_close(lse, want_lse, atol=1e-5, rtol=0)
+        out, lse = attention._attend(q, k, v, None, 0.3)
+        torch.testing.assert_close(lse, torch.logsumexp(q @ k.transpose(-1, -2) * 0.3, -1), atol=1e-5, rtol=0)
