@@ -101,6 +101,20 @@ def test_qvm_reads_the_hidden_state_of_the_step_as_written(policy, qvm_dir, calc
         setup.policy.cache.unpin(int(h))
 
 
+def test_default_setting_forwards_each_tree_token_about_once(policy, qvm_dir):
+    """Calculator on, QVM on the policy's hidden states: the model forwards at most 1.05x the
+    tree's distinct tokens (prompt + every node's step), QVM included (it runs no backbone)."""
+    solver = Solver(policy, load_qvm(qvm_dir, policy), k=4, max_expansions=24, seed=0, calculator=True)
+    assert solver.setup.has_qvm and load_qvm(qvm_dir, policy).backbone is None
+    hf = solver.setup.policy
+    before = hf.tokens_forwarded
+    result = solver.solve(QUESTION)
+    distinct = len(policy.encode(policy.prompt(QUESTION))) + result.search.stats.tokens
+    forwarded = hf.tokens_forwarded - before
+    assert result.search.stats.expanded >= 3 and result.search.stats.nodes > 5 and forwarded == result.search.stats.forwarded_tokens
+    assert forwarded <= 1.05 * distinct, (forwarded, distinct)
+
+
 def test_solve_writes_each_tree_format(policy, qvm_dir, tmp_path):
     result = Solver(policy, load_qvm(qvm_dir, policy), k=2, max_expansions=6).solve(QUESTION)
     for suffix in ("html", "svg", "dot"):
