@@ -18,7 +18,7 @@ from qstar_native.labels import read_labels
 from qstar_native.pretrained import DEFAULT_QVM_DIR, load_policy, load_qvm
 from qstar_native.tasks.load import load_problems
 from qstar_native.tasks.math_task import MathTask
-from qstar_native.value.metrics import positive_score_by_depth, question_mean_auc, rank_auc, sibling_auc_ci, sibling_pair_count
+from qstar_native.value.ranking import positive_score_by_depth, question_mean_auc, rank_auc, sibling_auc_ci, sibling_pair_count
 from qstar_native.value.train import TrainData
 
 

@@ -13,9 +13,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qstar_native.value import QValueModel, metrics, ranking
+from qstar_native.value import QValueModel, ranking
 from qstar_native.value import train as train_mod
-from qstar_native.value.metrics import positive_score_by_depth, question_mean_auc, sibling_auc, sibling_auc_ci, sibling_pair_count
+from qstar_native.value.ranking import positive_score_by_depth, question_mean_auc, sibling_auc, sibling_auc_ci, sibling_pair_count
 from qstar_native.value.ranking import group_batches, listwise_loss, pairwise_loss
 from qstar_native.value.train import TrainConfig, TrainData, train_qvm
 
@@ -173,7 +173,7 @@ def test_sibling_interval_question_mean_and_depth_profile():
     assert positive_score_by_depth([0.2, 0.4, 0.9], [1, 0, 1], [2, 2, 0]) == [{"depth": 0, "n": 1, "mean_q": 0.9}, {"depth": 2, "n": 1, "mean_q": 0.2}]
 
 
-@pytest.mark.parametrize("module", [metrics, ranking, train_mod])
+@pytest.mark.parametrize("module", [ranking, train_mod])
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
 

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from qstar_native.labels import LabelRow, best_of_rollouts, fitted_q_iteration, sample_trajectories, state_actions
 from qstar_native.value import QValueModel, TrainConfig, TrainData, fit_fn, rank_auc, split_by_question, train_qvm
-from qstar_native.value.metrics import sibling_pair_count
+from qstar_native.value.ranking import sibling_pair_count
 from qstar_native.value.ranking import state_id
 from scripted_mdp import SMALL_OUTCOMES, SMALL_TREE, ScriptedPolicy, ScriptedTask
 

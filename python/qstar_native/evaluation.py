@@ -1,4 +1,5 @@
-"""Evaluation: many methods over a problem set on one scheduler, summaries, paired comparisons.
+"""Evaluation: many methods over a problem set on one scheduler, summaries, paired comparisons,
+and the same tables and plots from record files alone (``qstar report``).
 
 ``evaluate(task, methods, expand, problems, decode=..., seed=...)`` runs every (method, problem)
 as a scheduler job, up to ``concurrency`` searches in flight, each problem with a seed derived
@@ -9,6 +10,8 @@ on disk once its round ends, and pairs already in the file are skipped (resume).
 The table: accuracy with a Wilson 95% interval, mean generated tokens, mean tokens forwarded and
 mean wall seconds per problem (latency: problems overlap). :func:`compare` pairs two methods by
 problem: McNemar's exact test and a bootstrap interval (fixed seed) of the accuracy difference.
+:func:`load_reports` merges record files of separate runs (methods run in separate processes or
+shards) by method and pairs them by question id; :func:`plot` draws accuracy against tokens.
 
 Example:
     >>> [round(x, 4) for x in wilson_interval(8, 10)]
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -26,11 +31,11 @@ import numpy as np
 
 from ._progress import progress_bar
 from .methods import Context, Method
-from .records import ProblemRecord, RecordWriter
+from .records import ProblemRecord, RecordFileError, RecordWriter, read_records
 from .scheduler import Expand, Scheduler
 
-__all__ = ["Comparison", "EvalReport", "Summary", "compare", "evaluate", "format_comparisons", "format_table", "mcnemar_exact",
-           "problem_seed", "reports_from_records", "wilson_interval"]  # fmt: skip
+__all__ = ["Comparison", "EvalReport", "Summary", "compare", "evaluate", "format_comparisons", "format_table", "load_reports",
+           "mcnemar_exact", "plot", "problem_seed", "reports_from_records", "wilson_interval"]  # fmt: skip
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
@@ -252,3 +257,57 @@ def format_comparisons(comparisons: Sequence[Comparison]) -> str:
         ci = f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
         lines.append(f"{c.method_a + ' - ' + c.method_b:<44} {c.n:>5} {c.difference:>+7.3f} {ci:>17} {c.a_only:>7} {c.b_only:>7} {c.p_value:>10.2g}")
     return "\n".join(lines)
+
+
+def load_reports(paths: Sequence[str | os.PathLike[str]], *, reference: str | None = None) -> tuple[list[EvalReport], list[Comparison]]:
+    """Every method's records from the files, and ``reference`` (default: the first Q* method)
+    paired against each other method on the problems both answered."""
+    seen: dict[tuple[str, str], str] = {}
+    records: list[ProblemRecord] = []
+    for path in paths:
+        _, recs = read_records(path)
+        for r in recs:
+            key = (r.method, r.question_id)
+            if key in seen:
+                raise RecordFileError(f"{path}: {r.method} on {r.question_id} is also in {seen[key]}; give each (method, problem) once")
+            seen[key] = str(path)
+            records.append(r)
+    reports = reports_from_records(records)
+    names = [r.method for r in reports]
+    if reference is not None and reference not in names:
+        raise RecordFileError(f"no records of method {reference!r}; the files hold {names}")
+    ref = next((r for r in reports if r.method == reference or (reference is None and r.method.startswith("qstar"))), None)
+    comparisons = [compare(ref, r, common=True) for r in reports if ref is not None and r is not ref]
+    return reports, comparisons
+
+
+def plot(reports: Sequence[EvalReport], path: str | os.PathLike[str], *, title: str) -> None:
+    """Accuracy (95% interval bars) against mean generated tokens per problem, one point per
+    method; methods of one family (best_of_4_qvm, best_of_16_qvm) joined by a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    families: dict[str, list[Any]] = {}
+    for r in reports:
+        families.setdefault(re.sub(r"\d+", "N", r.method), []).append(r.summary)
+    for sums in families.values():
+        sums.sort(key=lambda s: s.mean_generated)
+        x = [s.mean_generated for s in sums]
+        y = [100 * s.accuracy for s in sums]
+        err = [[100 * (s.accuracy - s.ci_low) for s in sums], [100 * (s.ci_high - s.accuracy) for s in sums]]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=", ".join(s.method for s in sums))
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("generated tokens per problem (mean, log scale)")
+    ax.set_ylabel("accuracy, % (95% Wilson interval)")
+    ax.set_title(f"{title} (n = {max((r.summary.n for r in reports), default=0)})", fontsize=10, wrap=True)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         _write_json(args.json, loaded, policy, args, reports, comparisons)
     if args.plot is not None and not stopped:
-        from ..report import plot
+        from ..evaluation import plot
 
         plot(reports, args.plot, title=f"{loaded.name}; {setup.describe()}")
         print(f"plot written to {args.plot}")

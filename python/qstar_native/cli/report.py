@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import format_comparisons, format_table
     from ..records import RecordFileError
-    from ..report import load_reports, plot
+    from ..evaluation import load_reports, plot
 
     writable(args.plot, "--plot")
     try:

@@ -3,13 +3,11 @@
 :class:`QValueModel` is a Q-value head (on the policy's hidden states, or with its own backbone);
 :mod:`.scorers` turns it and process rewards into the ``scorer(batch, steps) -> (reward, q)``
 that ``HFPolicy.as_expand`` takes; :mod:`.train` fits a QVM to labels, with a within-state
-ranking term (:mod:`.ranking`) and sibling metrics (:mod:`.metrics`). Importing this package
-imports torch.
+ranking term and sibling metrics (:mod:`.ranking`). Importing this package imports torch.
 """
 
-from .metrics import positive_score_by_depth, question_mean_auc, rank_auc, sibling_auc, sibling_auc_ci
 from .qvm import QValueModel, backbone_hidden_size
-from .ranking import state_id
+from .ranking import positive_score_by_depth, question_mean_auc, rank_auc, sibling_auc, sibling_auc_ci, state_id
 from .scorers import (
     PRMScorer,
     QVMScorer,

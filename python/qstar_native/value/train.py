@@ -58,9 +58,11 @@ from .._progress import progress_bar
 from ..kernels.qhead import score_qhead
 from ..labels import LabelRow, StateAction
 from ..types import TokenArray, Tokens, as_tokens
-from .metrics import positive_score_by_depth, question_mean_auc, rank_auc, sibling_auc, sibling_auc_ci, sibling_pair_count
 from .qvm import QValueModel
-from .ranking import RANK_LOSSES, group_batches, group_index, rank_loss, state_id
+from .ranking import (
+    RANK_LOSSES, group_batches, group_index, positive_score_by_depth, question_mean_auc, rank_auc, rank_loss, sibling_auc, sibling_auc_ci,
+    sibling_pair_count, state_id,
+)  # fmt: skip
 
 __all__ = ["QVMFit", "TrainConfig", "TrainData", "TrainReport", "fit_fn", "rank_auc", "split_by_question", "train_qvm"]
 
@@ -249,7 +251,7 @@ class TrainReport:
     train losses are averaged over the epoch's batches, validation losses computed after it.
     Losses are the whole objective (pointwise and ranking terms, weighted).
 
-    Validation metrics (of the restored weights, on q; see :mod:`.metrics`): ``val_auc`` (also
+    Validation metrics (of the restored weights, on q; see :mod:`.ranking`): ``val_auc`` (also
     ``val_pooled_auc`` in :meth:`to_dict`) over all rows; ``val_sibling_auc`` over the
     ``n_val_sibling_pairs`` sibling pairs with different labels, with its 95% bootstrap-by-question
     interval ``val_sibling_auc_ci``; ``val_question_mean_auc``, the pooled AUC of the oracle that
