@@ -33,7 +33,7 @@ def main() -> None:
     policy = load_policy(None)
     src = load_problems(seeds=range(start, stop), prompt_template=policy.settings.prompt_template)
     task = MathTask(src.task, encode=policy.encode)
-    prompts = {task.problem_id(p): src.prompt(p) for p in src.problems}
+    prompts = {task.problem_id(p): src.task.prompt(p) for p in src.problems}
     rows = read_labels(args.labels)
     data = TrainData.from_rows(rows, encode=policy.encode, question_text=prompts.__getitem__)
     y, qids, sids = data.labels, list(data.question_ids), list(data.state_ids)

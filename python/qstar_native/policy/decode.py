@@ -141,6 +141,7 @@ class Decoder:
         forced = [i for i, a in enumerate(active.tolist()) if r.force[a]]
         if forced:
             f = torch.as_tensor([r.force[active[i]].pop(0) for i in forced], device=dev)
+            tok = tok.contiguous()  # greedy draws may be an expanded view
             tok[torch.as_tensor(forced, device=dev)] = f[:, None]
         lp = torch.log_softmax(logits.float(), -1).gather(1, tok)
         host = torch.stack([tok.double(), lp.double()]).cpu().numpy()  # the step's one device->host transfer
