@@ -18,6 +18,7 @@ from qstar_native.labels import read_labels
 from qstar_native.pretrained import DEFAULT_QVM_DIR, load_policy, load_qvm
 from qstar_native.tasks.load import load_problems
 from qstar_native.tasks.math_task import MathTask
+from qstar_native.value import QValueModel
 from qstar_native.value.ranking import positive_score_by_depth, question_mean_auc, rank_auc, sibling_auc_ci, sibling_pair_count
 from qstar_native.value.train import TrainData
 
@@ -42,10 +43,16 @@ def main() -> None:
           f"question-mean reference AUC {question_mean_auc(y, qids):.3f}")
     print("| QVM | sibling AUC [95% CI] | pooled AUC | mean q of positive rows by depth |")
     print("|---|---|---|---|")
+    hidden = None
     for path in args.qvm or [str(DEFAULT_QVM_DIR)]:
         qvm = load_qvm(path, policy)
         with torch.inference_mode():
-            q = qvm.score_sequences(data.seqs).float()
+            if qvm.backbone is not None:
+                q = qvm.score_sequences(data.seqs).float()
+            else:  # a head on the policy's hidden states: the policy's forward, once for all heads
+                if hidden is None:
+                    hidden = QValueModel.from_pretrained(path, backbone=policy.model).hidden_states(data.seqs)
+                q = qvm.score_hidden(hidden).float()
         auc, lo, hi = sibling_auc_ci(q, y, sids, qids)
         depth = ", ".join(f"{d['depth']}: {d['mean_q']:.2f}" for d in positive_score_by_depth(q, y, data.depths))
         print(f"| {path} | {auc:.3f} [{lo:.3f}, {hi:.3f}] | {rank_auc(q, y > 0.5):.3f} | {depth} |", flush=True)
