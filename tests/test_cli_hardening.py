@@ -192,6 +192,7 @@ def test_lam_nan_or_inf_is_refused(capsys, value):
 
 @pytest.mark.parametrize("option, value, fragment", [("--temperature", "nan", "not finite"), ("--top-p", "nan", "not finite"),
                                                      ("--top-p", "0", "not in (0, 1]"), ("--top-p", "1.5", "not in (0, 1]"),
+                                                     ("--min-p", "1", "not in [0, 1)"), ("--min-p", "nan", "not finite"),
                                                      ("--max-steps", "0", "must be >= 1"), ("--max-step-tokens", "x", "not an integer"),
                                                      ("--dtype", "int8", "invalid choice")])  # fmt: skip
 def test_bad_sampling_and_step_numbers_are_refused(capsys, option, value, fragment):
@@ -352,8 +353,8 @@ def test_output_path_writes_records_table_and_plot(tmp_path, capsys):
     assert main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == ["plot.png", "records.jsonl", "results.json", "table.txt"]
     header = json.loads((out / "records.jsonl").read_text().splitlines()[0])
-    assert header["policy"] == {"dtype": "auto", "max_steps": 2, "max_step_tokens": 8, "top_p": 0.9, "chat_template": False,
-                                "system_instruction": None, "num_fewshot": 0}  # fmt: skip
+    assert header["policy"] == {"dtype": "auto", "max_steps": 2, "max_step_tokens": 8, "top_p": 0.9, "min_p": 0.0, "greedy_first": False,
+                                "chat_template": False, "system_instruction": None, "num_fewshot": 0}  # fmt: skip
     assert "greedy" in (out / "table.txt").read_text()
     capsys.readouterr()
     one_error(capsys, argv, "records.jsonl already exists", "--resume")  # a second run into the same folder

@@ -186,3 +186,13 @@ def test_solve_many_equals_one_at_a_time(policy, qvm_dir):
     together = Solver(policy, qvm, k=3, max_expansions=8, seed=2).solve_many(questions)
     alone = [Solver(policy, qvm, k=3, max_expansions=8, seed=2).solve(q) for q in questions]
     assert [[s.text for s in r.steps] for r in together] == [[s.text for s in r.steps] for r in alone]
+
+
+def test_greedy_first_proposes_the_greedy_step(policy, qvm_dir):
+    # At temperature 1.5 samples rarely repeat the greedy step; greedy_first always proposes it.
+    qvm = load_qvm(qvm_dir, policy)
+    first = Solver(policy, qvm, k=1, temperature=0.0, max_expansions=16).solve(QUESTION).steps[0].text
+    for seed in range(3):
+        solver = Solver(policy, qvm, k=3, temperature=1.5, max_expansions=4, seed=seed, greedy_first=True, min_p=0.05)
+        assert solver.setup.policy.greedy_first and solver.setup.policy.min_p == 0.05
+        assert first in solver.solve(QUESTION).node_texts.values()

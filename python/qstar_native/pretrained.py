@@ -584,6 +584,8 @@ class Solver:
         calculator: write every ``<<expr=value>>`` result during decode (see
             :mod:`qstar_native.policy.calculator`); None: the policy's setting.
         concurrency: questions searched at once by :meth:`solve_many`.
+        policy_options: further :class:`~qstar_native.policy.HFPolicy` arguments, such as
+            ``greedy_first=True`` (the greedy step always among the k proposals) or ``min_p``.
 
     Example:
         >>> solver = Solver.from_pretrained()  # the embedded default  # doctest: +SKIP
@@ -607,9 +609,11 @@ class Solver:
         seed: int = 0,
         calculator: bool | None = None,
         concurrency: int = 16,
+        **policy_options: Any,
     ) -> None:
         self.policy, self.seed, self.concurrency = policy, int(seed), concurrency
-        self.setup = search_setup(policy, qvm, seed=seed, temperature=temperature, process_reward=process_reward, calculator=calculator)
+        self.setup = search_setup(policy, qvm, seed=seed, temperature=temperature, process_reward=process_reward, calculator=calculator,
+                                  **policy_options)  # fmt: skip
         self.method = QStar(
             lam=lam, k=k, aggregate=aggregate, temperature=self.setup.temperature, max_steps=policy.settings.max_steps,
             batch_size=batch_size, max_expansions=max_expansions, max_tokens=max_tokens,

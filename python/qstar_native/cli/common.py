@@ -38,6 +38,13 @@ def finite(text: str) -> float:
     return v
 
 
+def min_probability(text: str) -> float:
+    value = finite(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1); give e.g. 0.05 (0 keeps every token)")
+    return value
+
+
 def probability(text: str) -> float:
     """argparse type: a number in (0, 1]."""
     v = finite(text)
@@ -109,6 +116,9 @@ def add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=positive_int, default=4, help="next steps proposed per expansion (default 4)")
     p.add_argument("--lam", type=finite, default=1.0, help="weight of h in f = g + lam*h (default 1)")
     p.add_argument("--temperature", type=finite, default=None, help="sampling temperature (default: the policy's qstar.json)")
+    p.add_argument("--greedy-first", action="store_true",
+                   help="each expansion's first proposal is the greedy step (the other k-1 are sampled), so the greedy path is always in reach")
+    p.add_argument("--min-p", type=min_probability, default=0.0, help="drop tokens less likely than min-p times the most likely one (default 0: off)")
     p.add_argument("--concurrency", type=positive_int, default=None, help="searches in flight at once (default 16 on CPU, 64 on GPU)")
     add_steps(p)
     add_calculator(p)
@@ -127,13 +137,19 @@ def search_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def policy_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Further HFPolicy arguments: with few-shot examples a step holding a final answer ends the
-    solution (a base model goes on with another example instead of ending its turn)."""
+    """Further HFPolicy arguments: --greedy-first and --min-p where the command has them, and with
+    few-shot examples a step holding a final answer ends the solution (a base model goes on with
+    another example instead of ending its turn)."""
+    options: dict[str, Any] = {}
+    if getattr(args, "greedy_first", False):
+        options["greedy_first"] = True
+    if getattr(args, "min_p", 0.0):
+        options["min_p"] = args.min_p
     if getattr(args, "num_fewshot", 0):
         from ..tasks.math_answers import extract_answer
 
-        return {"is_terminal": lambda text: extract_answer(text) is not None}
-    return {}
+        options["is_terminal"] = lambda text: extract_answer(text) is not None
+    return options
 
 
 def concurrency(args: argparse.Namespace) -> int:

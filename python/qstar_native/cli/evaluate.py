@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     settings = policy_settings(args)
     has_qvm = qvm_name(args) != "none"
     options = search_options(args)
+    hf_options = policy_options(args)
     temperature = settings.temperature if options["temperature"] is None else options["temperature"]
     try:
         methods = parse_methods(default_methods(args) if args.methods is None else args.methods, k=args.k, lam=args.lam, temperature=temperature,
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         policy = plan.load()
         qvm = load_qvm(args, policy)
         try:
-            setup = search_setup(policy, qvm, seed=args.seed, **options, **policy_options(args))
+            setup = search_setup(policy, qvm, seed=args.seed, **options, **hf_options)
         except ValueError as e:
             raise setup_error(e) from None
     except CLIError:
@@ -176,7 +177,7 @@ def _writer(args: argparse.Namespace, loaded: Any, methods: list[Any], options: 
               "methods": [m.name for m in methods], "search": {k: v for k, v in options.items()}}  # fmt: skip
     # What else changes the records (a file written before these existed resumes: only shared keys are compared).
     header["policy"] = {"dtype": args.dtype, "max_steps": settings.max_steps, "max_step_tokens": settings.max_step_tokens, "top_p": settings.top_p,
-                        "chat_template": args.apply_chat_template, "system_instruction": args.system_instruction, "num_fewshot": args.num_fewshot}  # fmt: skip
+                        "min_p": args.min_p, "greedy_first": args.greedy_first, "chat_template": args.apply_chat_template, "system_instruction": args.system_instruction, "num_fewshot": args.num_fewshot}  # fmt: skip
     try:
         return RecordWriter(args.records, header, resume=args.resume)
     except RecordFileError as e:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .common import (
-    CLIError, add_common, add_prompt, add_search, check_questions, check_qvm, concurrency, load_qvm, plan_model, policy_settings, positive_int,
-    search_options, setup_error, setup_torch, writable,
+    CLIError, add_common, add_prompt, add_search, check_questions, check_qvm, concurrency, load_qvm, plan_model, policy_options, policy_settings,
+    positive_int, search_options, setup_error, setup_torch, writable,
 )  # fmt: skip
 
 EXAMPLES = """examples:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("--tree draws one search; give one question")
         writable(args.tree, "--tree")
     settings = policy_settings(args)
-    options = search_options(args)
+    options = search_options(args) | policy_options(args)
     check_qvm(args)
     plan = plan_model(args, settings)
     plan.check([plan.policy.prompt(q) for q in questions], [name for name, _ in items])
