@@ -2,6 +2,10 @@
 distinct children per expansion, tree headroom (a correct solution anywhere in Q*'s tree) and
 searches that ended without an answer, next to baselines run on the same problems.
 
+Variants may run in separate processes (one per core) and be compared afterwards: each variant's
+records carry its label in the method name, so ``qstar report DIR/*.jsonl --reference 'NAME'``
+prints the joint table and the paired differences.
+
 Each ``--variant`` is ``key=value`` pairs: Q* fields (lam, k, temperature, max_expansions,
 num_solutions, fallback, vote, batch_size) and policy options (greedy_first, min_p, top_p). One
 model load serves all; each variant's records go to ``--out DIR/<label>.jsonl``.
@@ -13,6 +17,7 @@ model load serves all; each variant's records go to ``--out DIR/<label>.jsonl``.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from dataclasses import replace
@@ -84,6 +89,13 @@ def main() -> None:
         got = evaluate(task, methods, setup.expand, src.problems, decode=policy.decode, concurrency=args.concurrency, writer=writer, progress=False)
         if writer:
             writer.close()
+            if label != "baselines":  # name the variant in its records, so `qstar report` pairs files of several variants
+                path = out / f"{label}.jsonl"
+                lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+                for line in lines:
+                    if line.get("type") == "record":
+                        line["method"] = f"{line['method']}[{label}]"
+                path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
         for r in got:
             r = r if label == "baselines" else replace(r, method=f"{r.method}[{label}]")
             reports.append(r)

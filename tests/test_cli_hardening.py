@@ -247,7 +247,7 @@ def test_an_own_model_without_qvm_defaults_to_methods_without_one(own_model, cap
     assert main(["eval", "--model", str(own_model), "--n", "1", "--k", "2", "--no-progress", *TINY]) == 0
     captured = capsys.readouterr()
     assert "QVM none" in captured.err and "Traceback" not in captured.err
-    for name in ("greedy", "best_of_10_majority", "beam_w4_k2", "qstar_lam1_k2_min"):
+    for name in ("greedy", "best_of_10_majority", "beam_w4_k2", "qstar_lam1_k2_min_fallback"):
         assert name in captured.out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import importlib.util
+import re
 import subprocess
 import sys
 
@@ -32,3 +33,10 @@ def test_typing_marker_stub_and_data_are_installed():
     assert (root / "py.typed").is_file() and (root / "_core.pyi").is_file()
     assert (root / "data" / "gsm_symbolic" / "eng" / "replacements.json").is_file()
     assert importlib.util.find_spec("qstar_native.kernels.qhead") is not None  # kernels/ is packaged
+
+
+def test_shipped_data_names_no_path_of_the_machine_that_made_it():
+    # Reports and logs shipped with the default name files, never absolute paths (issue 14).
+    root = importlib.resources.files("qstar_native") / "data"
+    texts = [p.read_text(encoding="utf-8") for d in ("default_policy", "default_qvm") for p in (root / d).iterdir() if p.name.endswith((".json", ".md"))]
+    assert texts and not any(re.search(r'"/(work|home|tmp|root|Users)/', t) for t in texts)

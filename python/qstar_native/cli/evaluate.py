@@ -49,7 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_prompt(p, fewshot=True)
     p.add_argument("--methods", default=None, help=f"comma-separated methods (default {DEFAULT_METHODS}; without a QVM {DEFAULT_METHODS_NO_QVM})")
     p.add_argument("--num-solutions", type=positive_int, default=1, help="Q* keeps searching until this many solutions, then answers with the best f (default 1)")
-    p.add_argument("--fallback", action="store_true", help="when Q* ends its budget without a solution, complete its best open path greedily")
+    p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
+                   help="when Q* ends its budget without a solution, complete its best open path greedily (default on: it won on the "
+                   "development split; --no-fallback answers nothing, as plain A* does)")
     p.add_argument("--records", metavar="FILE", help="append every finished record here (JSON Lines, with the run's settings as a header)")
     p.add_argument("--resume", action="store_true", help="continue --records FILE: skip the (method, problem) pairs it holds")
     p.add_argument("--json", metavar="FILE", help="write summaries, comparisons and every record as one JSON document at the end")
