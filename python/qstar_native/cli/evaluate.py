@@ -179,7 +179,8 @@ def _writer(args: argparse.Namespace, loaded: Any, methods: list[Any], options: 
               "methods": [m.name for m in methods], "search": {k: v for k, v in options.items()}}  # fmt: skip
     # What else changes the records (a file written before these existed resumes: only shared keys are compared).
     header["policy"] = {"dtype": args.dtype, "max_steps": settings.max_steps, "max_step_tokens": settings.max_step_tokens, "top_p": settings.top_p,
-                        "min_p": args.min_p, "greedy_first": args.greedy_first, "chat_template": args.apply_chat_template, "system_instruction": args.system_instruction, "num_fewshot": args.num_fewshot}  # fmt: skip
+                        "min_p": args.min_p, "greedy_first": args.greedy_first, "chat_template": args.apply_chat_template,
+                        "system_instruction": args.system_instruction, "num_fewshot": args.num_fewshot}  # fmt: skip
     try:
         return RecordWriter(args.records, header, resume=args.resume)
     except RecordFileError as e:
