@@ -54,7 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="990:1000")
     ap.add_argument("--n", type=int, default=None)
-    ap.add_argument("--qvm", default=str(DEFAULT_QVM_DIR))
+    ap.add_argument("--qvm", default="default", help="a QVM directory (default: the shipped one)")
     ap.add_argument("--baselines", default="greedy")
     ap.add_argument("--variant", action="append", default=[])
     ap.add_argument("--calculator", choices=("on", "off"), default="on")
@@ -64,7 +64,7 @@ def main() -> None:
     torch.set_num_threads(1)
     start, stop = (int(x) for x in args.seeds.split(":"))
     policy = load_policy(None)
-    qvm = load_qvm(args.qvm, policy)
+    qvm = load_qvm(DEFAULT_QVM_DIR if args.qvm == "default" else args.qvm, policy)
     src = load_problems(seeds=range(start, stop), n=args.n, prompt_template=policy.settings.prompt_template)
     task = MathTask(src.task, encode=policy.encode)
     out = Path(args.out) if args.out else None

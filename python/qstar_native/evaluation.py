@@ -128,12 +128,13 @@ def reports_from_records(records: Iterable[ProblemRecord], methods: Sequence[str
 
 def format_table(reports: Sequence[EvalReport]) -> str:
     """One row per method: accuracy [95% CI], mean generated tokens, forwarded tokens, wall time."""
-    head = f"{'method':<28} {'n':>5} {'accuracy':>9} {'95% CI':>15} {'gen tok':>9} {'fwd tok':>10} {'wall s':>8}"
+    w = max([28, *(len(r.method) for r in reports)])  # long names (sweep variants) keep the columns aligned
+    head = f"{'method':<{w}} {'n':>5} {'accuracy':>9} {'95% CI':>15} {'gen tok':>9} {'fwd tok':>10} {'wall s':>8}"
     lines = [head, "-" * len(head)]
     for rep in reports:
         s = rep.summary
         ci = f"[{s.ci_low:.3f}, {s.ci_high:.3f}]"
-        lines.append(f"{s.method:<28} {s.n:>5} {s.accuracy:>9.3f} {ci:>15} {s.mean_generated:>9.1f} {s.mean_forwarded:>10.1f} {s.mean_wall_seconds:>8.3f}")
+        lines.append(f"{s.method:<{w}} {s.n:>5} {s.accuracy:>9.3f} {ci:>15} {s.mean_generated:>9.1f} {s.mean_forwarded:>10.1f} {s.mean_wall_seconds:>8.3f}")
     return "\n".join(lines)
 
 
@@ -251,11 +252,12 @@ def compare(a: EvalReport, b: EvalReport, *, n_boot: int = 10_000, seed: int = 0
 
 def format_comparisons(comparisons: Sequence[Comparison]) -> str:
     """One row per pair: accuracy difference, paired bootstrap 95% interval, McNemar p."""
-    head = f"{'paired difference':<44} {'n':>5} {'diff':>7} {'95% CI':>17} {'A only':>7} {'B only':>7} {'McNemar p':>10}"
+    w = max([44, *(len(c.method_a) + 3 + len(c.method_b) for c in comparisons)])
+    head = f"{'paired difference':<{w}} {'n':>5} {'diff':>7} {'95% CI':>17} {'A only':>7} {'B only':>7} {'McNemar p':>10}"
     lines = [head, "-" * len(head)]
     for c in comparisons:
         ci = f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
-        lines.append(f"{c.method_a + ' - ' + c.method_b:<44} {c.n:>5} {c.difference:>+7.3f} {ci:>17} {c.a_only:>7} {c.b_only:>7} {c.p_value:>10.2g}")
+        lines.append(f"{c.method_a + ' - ' + c.method_b:<{w}} {c.n:>5} {c.difference:>+7.3f} {ci:>17} {c.a_only:>7} {c.b_only:>7} {c.p_value:>10.2g}")
     return "\n".join(lines)
 
 
@@ -288,7 +290,7 @@ def plot(reports: Sequence[EvalReport], path: str | os.PathLike[str], *, title: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import LogLocator, ScalarFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     families: dict[str, list[Any]] = {}
@@ -303,6 +305,7 @@ def plot(reports: Sequence[EvalReport], path: str | os.PathLike[str], *, title: 
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())  # within a decade matplotlib labels minor ticks as 4x10^2
     ax.set_xlabel("generated tokens per problem (mean, log scale)")
     ax.set_ylabel("accuracy, % (95% Wilson interval)")
     ax.set_title(f"{title} (n = {max((r.summary.n for r in reports), default=0)})", fontsize=10, wrap=True)

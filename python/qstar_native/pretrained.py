@@ -39,7 +39,7 @@ from .value import QValueModel
 from .value.scorers import QVMScorer, annotation_step_reward, compose
 
 __all__ = [
-    "DEFAULT_POLICY_DIR", "DEFAULT_QVM_DIR", "DTYPES", "ModelLoadError", "Policy", "PolicySettings", "PromptFormat",
+    "DEFAULT_POLICY_DIR", "DEFAULT_QVM_DIR", "DTYPES", "ModelLoadError", "LoadedPolicy", "PolicySettings", "PromptFormat",
     "PromptTooLongError", "SolveResult", "SolvedStep", "Solver", "SearchSetup", "check_prompt_lengths", "load_default",
     "load_policy", "load_qvm", "load_tokenizer", "model_context_length", "prompt_token_limit", "resolve_model_dir",
     "search_setup",
@@ -212,7 +212,7 @@ class PromptFormat:
 
 
 @dataclass
-class Policy:
+class LoadedPolicy:
     """A loaded policy: the HF model, its tokenizer, its settings and where it came from, and how
     its prompts are built (``prompt_format``: chat template, system instruction, few-shot)."""
 
@@ -358,7 +358,7 @@ def load_policy(
     settings: PolicySettings | None = None,
     tokenizer: Any = None,
     prompt_format: PromptFormat | None = None,
-) -> Policy:
+) -> LoadedPolicy:
     """Loads a causal LM, its tokenizer and settings from a directory (default: the embedded one)
     or a model id in the local Hugging Face cache (see :func:`resolve_model_dir`).
 
@@ -379,10 +379,10 @@ def load_policy(
         prompt_format.check(tokenizer, f"the tokenizer in {directory}")
     model = _load_model(directory, dtype)
     model = model.to(dev).eval()  # type: ignore[arg-type]
-    return Policy(model, tokenizer, settings, directory, prompt_format)
+    return LoadedPolicy(model, tokenizer, settings, directory, prompt_format)
 
 
-def load_qvm(path: str | os.PathLike[str] | None, policy: Policy) -> QValueModel:
+def load_qvm(path: str | os.PathLike[str] | None, policy: LoadedPolicy) -> QValueModel:
     """Loads a QVM for ``policy`` (default path: the embedded default's QVM). A head without a
     backbone must read hidden states of the policy's width."""
     from safetensors import SafetensorError
@@ -416,7 +416,7 @@ def prompt_token_limit(context_length: int | None, settings: PolicySettings) -> 
 
 
 def check_prompt_lengths(
-    policy: Policy,
+    policy: LoadedPolicy,
     prompts: Sequence[str],
     ids: Sequence[Any] | None = None,
     *,
@@ -457,7 +457,7 @@ def check_prompt_lengths(
 PROCESS_REWARDS = ("annotations", "grounded", None)
 
 
-def process_reward_scorer(policy: Policy, kind: str | None) -> annotation_step_reward | None:
+def process_reward_scorer(policy: LoadedPolicy, kind: str | None) -> annotation_step_reward | None:
     """The step scorer for g: ``"annotations"``, ``"grounded"`` or None (see :class:`Solver`)."""
     if kind not in PROCESS_REWARDS:
         raise ValueError(f"process_reward={kind!r}; pick one of {PROCESS_REWARDS}")
@@ -492,7 +492,7 @@ class SearchSetup:
 
 
 def search_setup(
-    policy: Policy,
+    policy: LoadedPolicy,
     qvm: QValueModel | None = None,
     *,
     seed: int = 0,
@@ -572,7 +572,7 @@ class Solver:
     h = the QVM's Q of each proposed step.
 
     Args:
-        policy: a :class:`Policy` (:func:`load_policy`).
+        policy: a :class:`LoadedPolicy` (:func:`load_policy`).
         qvm: its Q-value model, or None for h = 0 (best-first on g alone).
         lam: weight of h. k: next steps proposed per expansion. temperature: their sampling
             (None: the policy's setting).
@@ -595,7 +595,7 @@ class Solver:
 
     def __init__(
         self,
-        policy: Policy,
+        policy: LoadedPolicy,
         qvm: QValueModel | None = None,
         *,
         lam: float = 1.0,

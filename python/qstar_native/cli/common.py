@@ -346,7 +346,7 @@ class ModelPlan:
     prompt format. ``check`` refuses prompts that do not fit; ``load`` loads the weights."""
 
     args: argparse.Namespace
-    policy: Any  # a Policy without its model: tokenizer, settings, prompt format
+    policy: Any  # a LoadedPolicy without its model: tokenizer, settings, prompt format
     context: int | None
 
     def check(self, prompts: list[str], ids: list[str]) -> None:
@@ -379,7 +379,7 @@ class ModelPlan:
 def plan_model(args: argparse.Namespace, settings: Any, fewshot: tuple[tuple[str, str], ...] = ()) -> ModelPlan:
     """Reads config.json and the tokenizer (not the weights) and checks the weights' headers, so
     a model that cannot load fails here, before any work."""
-    from ..pretrained import ModelLoadError, Policy, PromptFormat, load_tokenizer, model_context_length, resolve_device
+    from ..pretrained import LoadedPolicy, ModelLoadError, PromptFormat, load_tokenizer, model_context_length, resolve_device
 
     from transformers.utils import logging as hf_logging
 
@@ -404,7 +404,7 @@ def plan_model(args: argparse.Namespace, settings: Any, fewshot: tuple[tuple[str
         raise CLIError(f"--model: {e}") from None
     except ValueError as e:
         raise CLIError(f"--apply-chat-template: {e}") from None
-    return ModelPlan(args, Policy(None, tokenizer, settings, directory, None if fmt.plain else fmt), context)
+    return ModelPlan(args, LoadedPolicy(None, tokenizer, settings, directory, None if fmt.plain else fmt), context)
 
 
 def setup_error(e: Exception) -> CLIError:
