@@ -127,8 +127,11 @@ def test_accounting_is_what_the_policy_reported_for_the_problems_nodes(method):
 
 def test_parse_methods_and_errors():
     methods = parse_methods("greedy, majority:5, beam:3, qstar:20", k=6, lam=0.5, temperature=0.3, max_steps=9, fallback=True)
-    assert [m.name for m in methods] == ["greedy", "best_of_5_majority", "beam_w3_k6", "qstar_lam0.5_k6_min_fallback"]
+    assert [m.name for m in methods] == ["greedy", "best_of_5_majority", "beam_w3_k6", "qstar_lam0.5_k6_min_e20_fallback"]
     assert methods[3].max_expansions == 20 and methods[2].config.beam_width == 3 and methods[1].config.rollouts
+    budgets = parse_methods("qstar:12,qstar,qstar:96", k=4, lam=1.0, temperature=0.5, max_steps=8)
+    assert [m.name for m in budgets] == ["qstar_lam1_k4_min_e12", "qstar_lam1_k4_min", "qstar_lam1_k4_min_e96"]
+    assert [m.max_expansions for m in budgets] == [12, 48, 96]
     for spec, match in [("beam:abc", "positive integer"), ("nope", "unknown method"), ("", "no method"), ("greedy,greedy", "twice")]:
         with pytest.raises(MethodSpecError, match=match):
             parse_methods(spec, k=4, lam=1.0, temperature=0.5, max_steps=8)

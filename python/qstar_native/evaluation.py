@@ -285,7 +285,7 @@ def load_reports(paths: Sequence[str | os.PathLike[str]], *, reference: str | No
 
 def plot(reports: Sequence[EvalReport], path: str | os.PathLike[str], *, title: str) -> None:
     """Accuracy (95% interval bars) against mean generated tokens per problem, one point per
-    method; methods of one family (best_of_4_qvm, best_of_16_qvm) joined by a line."""
+    method; methods of one family (best_of_4_qvm, best_of_16_qvm; beam widths; Q* budgets) joined by a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -295,7 +295,7 @@ def plot(reports: Sequence[EvalReport], path: str | os.PathLike[str], *, title: 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     families: dict[str, list[Any]] = {}
     for r in reports:
-        families.setdefault(re.sub(r"\d+", "N", r.method), []).append(r.summary)
+        families.setdefault(re.sub(r"\d+", "N", re.sub(r"_e\d+", "", r.method)), []).append(r.summary)  # Q* budgets: one line
     for sums in families.values():
         sums.sort(key=lambda s: s.mean_generated)
         x = [s.mean_generated for s in sums]

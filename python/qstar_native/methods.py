@@ -41,6 +41,10 @@ from .types import Aggregate, SearchResult
 __all__ = ["Beam", "BestOfN", "Context", "Greedy", "Method", "MethodSpecError", "QStar", "parse_methods"]
 
 
+QSTAR_EXPANSIONS = 48
+"""Q*'s expansion budget when ``qstar`` names none (``qstar:E`` gives another, named ``_eE``)."""
+
+
 class MethodSpecError(ValueError):
     """A ``--methods`` string names an unknown method or a bad number."""
 
@@ -234,8 +238,11 @@ class QStar:
 
     @property
     def name(self) -> str:
+        """``qstar_lam{lam}_k{k}_{aggregate}``, then what differs from the CLI's defaults: the
+        expansion budget (``_e24``), solutions, vote, fallback."""
         sol = f"_sol{self.num_solutions}" if self.num_solutions > 1 else ""
-        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}{sol}" + ("_vote" if self.vote else "") + ("_fallback" if self.fallback else "")
+        budget = f"_e{self.max_expansions}" if self.max_expansions not in (None, QSTAR_EXPANSIONS) else ""
+        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}{budget}{sol}" + ("_vote" if self.vote else "") + ("_fallback" if self.fallback else "")
 
     @property
     def config(self) -> SearchConfig:
@@ -307,7 +314,7 @@ def parse_methods(specs: str, *, k: int, lam: float, temperature: float, max_ste
             out.append(Beam(number(name, arg, 4), k, temperature=temperature, max_steps=max_steps, lam=lam))
         elif name == "qstar":
             out.append(QStar(lam=lam, k=k, num_solutions=num_solutions, fallback=fallback, temperature=temperature,
-                             max_steps=max_steps, max_expansions=number(name, arg, 48)))  # fmt: skip
+                             max_steps=max_steps, max_expansions=number(name, arg, QSTAR_EXPANSIONS)))  # fmt: skip
         else:
             raise MethodSpecError(f"unknown method {spec!r}; pick from greedy, best-of-n[:N], majority[:N], beam[:W], qstar[:E]")
     if not out:
