@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -217,3 +218,14 @@ def test_report_remakes_the_table_from_record_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(r"^greedy\s+3\s", out, re.M) and "qstar_lam1_k2_min_e4_fallback - greedy" in out
     assert main(["report", str(a), str(a)]) == 2  # the same (method, problem) twice
+
+
+def test_report_into_a_closed_pipe_is_quiet():
+    # `qstar report FILES | head -0`: the reader is gone before the table is written (closed
+    # while the process still starts up); no traceback, the pipe's exit status.
+    files = sorted(str(p) for p in (Path(__file__).parents[1] / "bench" / "results").glob("frontier_dev_*.jsonl.gz"))
+    proc = subprocess.Popen([sys.executable, "-m", "qstar_native", "report", *files], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and b"Traceback" not in err, err.decode()

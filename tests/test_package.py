@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.resources
 import importlib.util
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import qstar_native
 
@@ -40,3 +42,13 @@ def test_shipped_data_names_no_path_of_the_machine_that_made_it():
     root = importlib.resources.files("qstar_native") / "data"
     texts = [p.read_text(encoding="utf-8") for d in ("default_policy", "default_qvm") for p in (root / d).iterdir() if p.name.endswith((".json", ".md"))]
     assert texts and not any(re.search(r'"/(work|home|tmp|root|Users)/', t) for t in texts)
+
+
+def test_shipped_records_name_no_path_of_the_machine_that_made_it():
+    # bench/results holds the records behind the README's tables; their settings name "default"
+    # or a file name, never where the run happened.
+    results = Path(__file__).parents[1] / "bench" / "results"
+    files = sorted(results.glob("*.gz"))
+    assert len(files) >= 10
+    for f in files:
+        assert not re.search(r'"/(work|home|tmp|root|Users)/', gzip.decompress(f.read_bytes()).decode("utf-8")), f.name

@@ -301,7 +301,8 @@ def plot(reports: Sequence[EvalReport], path: str | os.PathLike[str], *, title: 
         x = [s.mean_generated for s in sums]
         y = [100 * s.accuracy for s in sums]
         err = [[100 * (s.accuracy - s.ci_low) for s in sums], [100 * (s.ci_high - s.accuracy) for s in sums]]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=", ".join(s.method for s in sums))
+        label = sums[0].method if len(sums) == 1 else f"{sums[0].method} .. {sums[-1].method} ({len(sums)})"
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())

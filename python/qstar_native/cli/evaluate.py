@@ -175,7 +175,8 @@ def _writer(args: argparse.Namespace, loaded: Any, methods: list[Any], options: 
         return None
     from ..records import RecordFileError, RecordWriter
 
-    header = {"task": loaded.name, "model": args.model or "default", "qvm": qvm_name(args), "seed": args.seed, "k": args.k, "lam": args.lam,
+    qvm = "default" if args.qvm is None and args.model is None else qvm_name(args)  # no machine paths in record files
+    header = {"task": loaded.name, "model": args.model or "default", "qvm": qvm, "seed": args.seed, "k": args.k, "lam": args.lam,
               "methods": [m.name for m in methods], "search": {k: v for k, v in options.items()}}  # fmt: skip
     # What else changes the records (a file written before these existed resumes: only shared keys are compared).
     header["policy"] = {"dtype": args.dtype, "max_steps": settings.max_steps, "max_step_tokens": settings.max_step_tokens, "top_p": settings.top_p,

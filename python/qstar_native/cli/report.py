@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .common import CLIError, writable
 
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if comparisons:
         print(format_comparisons(comparisons))
     if args.plot is not None:
-        plot(reports, args.plot, title=", ".join(args.files))
+        names = [Path(f).name for f in args.files]
+        plot(reports, args.plot, title=", ".join(names) if len(names) <= 2 else f"{len(names)} record files")
         print(f"plot written to {args.plot}")
     return 0
