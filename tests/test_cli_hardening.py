@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qstar_native import pretrained
+from qstar_native import pretrained, solver
 from qstar_native.cli import main
 
 QUESTION = "A baker makes 12 trays of 8 muffins. He sells 30 muffins. How many muffins are left?"
@@ -399,4 +399,4 @@ def test_the_library_checks_prompts_where_they_enter_the_search():
     with pytest.raises(pretrained.PromptTooLongError, match=r"^prompt 0: the prompt is 20 bytes, over the limit of 10"):
         pretrained.check_prompt_lengths(policy, ["x" * 20], max_bytes=10)
     with pytest.raises(pretrained.PromptTooLongError, match="question 1: the prompt is"):
-        pretrained.Solver(policy).solve_many(["What is 2 + 2?", "Tom has 3 apples. " * 60])
+        solver.Solver(policy).solve_many(["What is 2 + 2?", "Tom has 3 apples. " * 60])

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import qstar_native
-from qstar_native.pretrained import DEFAULT_POLICY_DIR, PolicySettings, Solver, load_policy, load_qvm, search_setup
+from qstar_native.pretrained import DEFAULT_POLICY_DIR, PolicySettings, load_policy, load_qvm, search_setup
+from qstar_native.solver import Solver
 from qstar_native.tasks import annotation_reward
 from qstar_native.tasks.grounding import grounding_reward
 from qstar_native.value import QValueModel

@@ -35,15 +35,16 @@ _LAZY = {
     "evaluate": ".evaluation",
     "compare": ".evaluation",
     "EvalReport": ".evaluation",
-    "Solver": ".pretrained",
-    "load_default": ".pretrained",
+    "Solver": ".solver",
+    "load_default": ".solver",
     "load_policy": ".pretrained",
 }
 
 if TYPE_CHECKING:
     from .evaluation import EvalReport, compare, evaluate
     from .policy import HFPolicy
-    from .pretrained import Solver, load_default, load_policy
+    from .pretrained import load_policy
+    from .solver import Solver, load_default
     from .value import QValueModel, compose
 
 

@@ -21,6 +21,8 @@ Tokens = Union[Sequence[int], npt.NDArray[np.integer]]
 
 Aggregate = Literal["min", "max", "sum", "mean", "product", "last", "zero"]
 Selection = Literal["best_first", "beam"]
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+"""Weight dtypes a model loads in (``auto``: the checkpoint's own)."""
 NodeStatus = Literal["open", "selected", "expanded", "solution", "pruned"]
 StopReason = Literal["solutions", "exhausted", "max_expansions", "max_nodes", "max_tokens", "running"]
 

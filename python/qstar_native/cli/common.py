@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-INT64_MAX = 2**63 - 1
-DTYPES = ("float32", "bfloat16", "float16", "auto")  # qstar_native.pretrained.DTYPES, without importing torch
+from ..config import INT64_MAX
+from ..types import DTYPES
+
 DEFAULT_MAX_QUESTION_BYTES = 1 << 20
 """--max-question-bytes default (1 MiB); a data file line may hold 4 times as much."""
 

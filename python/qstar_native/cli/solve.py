@@ -59,7 +59,7 @@ def read_questions(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pretrained import Solver
+    from ..solver import Solver
 
     items = read_questions(args)
     questions = [q for _, q in items]
