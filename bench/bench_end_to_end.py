@@ -16,13 +16,19 @@ and ``--beam`` nodes per later level expanded, ``--children`` samples each. Repo
 (``time.process_time``, one torch thread), median of ``--repeats`` runs interleaved A B C A B C,
 with min and max; tokens forwarded; model calls; the CPU ratios against ``qstar_native``.
 
+``--compile mlp|layers`` adds a fourth side: ``qstar_native`` on a copy of the model whose
+decoder layers' MLPs (or whole layers) went through ``torch.compile(dynamic=True)``; its compile
+time is paid in a warm-up run and reported apart.
+
 Run:  python bench/bench_end_to_end.py                     # 4M-parameter Llama, depths 4 and 8
       python bench/bench_end_to_end.py --depths 4 --repeats 1
+      python bench/bench_end_to_end.py --compile mlp       # does torch.compile pay here?
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import time
@@ -64,6 +70,17 @@ def run_ours(model: LlamaForCausalLM, prompt: np.ndarray, args: argparse.Namespa
                 generated=policy.tokens_generated)  # fmt: skip
 
 
+def compiled_copy(model: LlamaForCausalLM, what: str) -> LlamaForCausalLM:
+    """A copy of ``model`` with each decoder layer's MLP (``mlp``) or the whole layer (``layers``) compiled."""
+    out = copy.deepcopy(model)
+    for i, layer in enumerate(out.model.layers):
+        if what == "mlp":
+            layer.mlp = torch.compile(layer.mlp, dynamic=True)
+        else:
+            out.model.layers[i] = torch.compile(layer, dynamic=True)
+    return out
+
+
 @torch.inference_mode()
 def run_generate(model: LlamaForCausalLM, prompt: np.ndarray, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
@@ -99,6 +116,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compile", choices=("none", "mlp", "layers"), default="none")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = make_model(args.vocab, args.hidden, args.layers)
@@ -113,6 +131,12 @@ def main() -> None:
         args.depth = depth
         sides = {"qstar_native": lambda: run_ours(model, prompt, args, True), "recompute": lambda: run_ours(model, prompt, args, False),
                  "hf-generate": lambda: run_generate(model, prompt, args)}  # fmt: skip
+        if args.compile != "none":
+            compiled = compiled_copy(model, args.compile)
+            start = time.perf_counter()
+            run_ours(compiled, prompt, args, True)  # warm-up: compiles (dynamic shapes: once per new guard)
+            print(f"torch.compile ({args.compile}) warm-up run at depth {depth}: {time.perf_counter() - start:.1f} s wall", flush=True)
+            sides[f"compiled-{args.compile}"] = lambda: run_ours(compiled, prompt, args, True)
         runs: dict[str, list[dict]] = {k: [] for k in sides}
         run_ours(model, prompt, args, True)  # warm-up: oneDNN's kernel JIT for new shapes
         for _ in range(args.repeats):
