@@ -6,10 +6,10 @@ not cached; off, each node's whole state is prefilled. Node candidates depend on
 state), so both runs grow the same tree; the script checks that and reports tokens forwarded and
 wall time as ratios.
 
-Search shape (as the issue's reference): ``depth`` rounds; the first expands the root, each later
-one the ``beam`` best of the deepest open nodes (q = 1000 * depth makes A* select by depth first, then by the mean
-step log-prob g), ``children`` samples per node, steps end at a newline or ``step_tokens`` tokens,
-so the tree is ``depth`` steps deep.
+Search shape (as the issue's reference): A* with ``batch_size`` = ``beam`` and 1 + beam x (depth - 1)
+expansions: the root, then rounds of the ``beam`` best of the deepest open nodes (q = 1000 x depth
+makes A* select by depth first, then by the mean step log-prob g); ``children`` samples per
+node, steps end at a newline or ``step_tokens`` tokens.
 
 "per-child" is what a peer that generates every child from its full text forwards, counted (not
 run): for each expanded node, K x its state length, plus every sampled step's tokens.
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from qstar_native import Searcher
-from qstar_native.policy import HFPolicy, tree_tokens
+from qstar_native.policy import HFPolicy
 
 QUESTION = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips to her "
@@ -80,29 +80,24 @@ def smollm2_model_and_tokenizer():
 def run_search(policy: HFPolicy, prompt: list[int], depth: int, beam: int) -> dict:
     k = policy.num_candidates
     per_child = 0
-    tree: list[bytes] = []
 
-    def scorer(nodes, cands):
+    def scorer(batch, steps):
+        """reward: the step's mean token log-prob (g = their mean); q: 1000 x depth, so A* takes
+        the deepest nodes first. Also counts what per-child generation would forward."""
         nonlocal per_child
-        for n, cs in zip(nodes, cands):
-            per_child += k * len(n.tokens) + sum(c.count * len(c.tokens) for c in cs)
-            tree.extend(np.concatenate([n.tokens, c.tokens]).tobytes() for c in cs)
-        return ([[c.logprob / len(c.tokens) for c in cs] for cs in cands],
-                [[1000.0 * (n.depth + 1)] * len(cs) for n, cs in zip(nodes, cands)])
+        state_len = np.diff(batch.offsets)
+        per_child += int(k * state_len.sum() + (steps.count * steps.lengths).sum())
+        depth_of_step = np.repeat(batch.info("depth"), steps.num_children)
+        return steps.logprob / np.maximum(steps.lengths, 1), 1000.0 * (depth_of_step + 1)
 
-    expand = policy.as_expand(scorer)
-    eng = Searcher(expand, aggregate="mean", num_solutions=10**6).new_engine()
-    eng.add_root(prompt)
+    searcher = Searcher(policy.as_expand(scorer), aggregate="mean", batch_size=beam, k=k, temperature=policy.temperature,
+                        num_solutions=None, max_expansions=1 + beam * (depth - 1))  # fmt: skip
     policy.reset_counters()
     policy.reset_cache()  # a cold cache: nothing from an earlier run
     start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(depth):
-        ids = eng.select(beam)
-        if ids.size == 0:
-            break
-        nodes = [eng.view(int(i)) for i in ids]
-        eng.expand_many([n.id for n in nodes], expand(nodes))
+    result = searcher.search(np.asarray(prompt, np.int32), keep_tree=True, seed=policy.seed)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    tree = result.tree
     return dict(
         wall_s=wall,
         cpu_s=cpu,
@@ -110,11 +105,11 @@ def run_search(policy: HFPolicy, prompt: list[int], depth: int, beam: int) -> di
         prefill=policy.prefill_tokens,
         decode=policy.decode_tokens,
         forward_calls=policy.forward_calls,
-        distinct=tree_tokens(eng),
+        distinct=len(prompt) + sum(len(n.step) for n in tree[1:]),  # every tree token once
         per_child=per_child,
-        nodes=eng.num_nodes,
-        max_depth=max(eng.node(n).depth for n in range(eng.num_nodes)),
-        tree=sorted(tree),
+        nodes=len(tree),
+        max_depth=max(n.depth for n in tree),
+        tree=sorted(n.tokens.tobytes() for n in tree),
     )
 
 
