@@ -34,12 +34,8 @@ def rec(*a):
         lines.append(s)
 
 
-def expand(eng, parents, counts, toks, lengths, rewards, qs, term, samples, handles, keys):
-    """``Engine.expand`` of either build: terminal flags are bool since commit e92581b, uint8 before."""
-    try:
-        return eng.expand(parents, counts, toks, lengths, rewards, qs, np.array(term, np.bool_), samples, handles, keys)
-    except TypeError:
-        return eng.expand(parents, counts, toks, lengths, rewards, qs, np.array(term, np.uint8), samples, handles, keys)
+# Terminal flags: bool since commit e92581b, uint8 in the builds before it.
+TERMINAL = np.bool_ if "numpy.bool" in (_core.Engine.expand.__doc__ or "") else np.uint8
 
 
 def col(d):
@@ -127,10 +123,10 @@ def scenario(seed):
             elif not keyed and R.random() < 0.02:
                 keys = [b"x"] * n
             try:
-                res = expand(eng, np.array(parents, np.int64), np.array(counts, np.int64), np.array(toks, np.int32),
-                             np.array(lengths, np.int64), np.array(rewards), np.array(qs), term,
-                             None if samples is None else np.array(samples, np.int64),
-                             None if handles is None else np.array(handles, np.int64), keys)
+                res = eng.expand(np.array(parents, np.int64), np.array(counts, np.int64), np.array(toks, np.int32),
+                                 np.array(lengths, np.int64), np.array(rewards), np.array(qs), np.array(term, TERMINAL),
+                                 None if samples is None else np.array(samples, np.int64),
+                                 None if handles is None else np.array(handles, np.int64), keys)
                 rec("expand", parents, res.tolist())
             except (ValueError, RuntimeError) as e:
                 rec("expand-error", type(e).__name__, str(e))

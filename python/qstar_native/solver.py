@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .batch import Node
-from .methods import QStar
+from .methods import QSTAR_EXPANSIONS, QStar
 from .pretrained import DEFAULT_QVM_DIR, LoadedPolicy, check_prompt_lengths, load_policy, load_qvm, search_setup
 from .scheduler import Scheduler, Search, single
 from .tasks.math_answers import extract_answer
@@ -117,7 +117,7 @@ class Solver:
         process_reward: str | None = "default",
         aggregate: Aggregate = "min",
         batch_size: int = 1,
-        max_expansions: int | None = 48,
+        max_expansions: int | None = QSTAR_EXPANSIONS,
         max_tokens: int | None = None,
         seed: int = 0,
         calculator: bool | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..methods import QSTAR_EXPANSIONS
 from .common import (
     CLIError, add_common, add_prompt, add_search, check_questions, check_qvm, concurrency, load_qvm, plan_model, policy_options, policy_settings,
     positive_int, search_options, setup_error, setup_torch, writable,
@@ -30,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_common(p)
     add_search(p)
     add_prompt(p, fewshot=False)
-    p.add_argument("--max-expansions", type=positive_int, default=48, help="expansion budget (default 48)")
+    p.add_argument("--max-expansions", type=positive_int, default=QSTAR_EXPANSIONS, help=f"expansion budget (default {QSTAR_EXPANSIONS})")
     p.add_argument("--tree", metavar="FILE", help="write the search tree: .html, .svg or .dot (one question only)")
     p.set_defaults(run=run)
 
