@@ -287,10 +287,12 @@ class QStar:
 
 
 def parse_methods(specs: str, *, k: int, lam: float, temperature: float, max_steps: int, num_solutions: int = 1,
-                  fallback: bool = False, has_qvm: bool = True) -> list[Any]:  # fmt: skip
+                  fallback: bool = False, has_qvm: bool = True, aggregate: Aggregate = "min") -> list[Any]:  # fmt: skip
     """Methods from a comma-separated spec: ``greedy``, ``best-of-n[:N]`` (ranked by the QVM,
-    default N 10), ``majority[:N]`` (default 10), ``beam[:W]`` (default 4) and ``qstar[:E]``
-    (at most E expansions, default 48). Raises :class:`MethodSpecError` naming the bad part."""
+    default N 10), ``best-of-n-prm[:N]`` (ranked by the process reward, g), ``majority[:N]``
+    (default 10), ``beam[:W]`` (default 4) and ``qstar[:E]`` (at most E expansions, default 48).
+    ``aggregate``: how g combines step rewards (``min`` for math, ``last`` for code's syntax
+    reward). Raises :class:`MethodSpecError` naming the bad part."""
 
     def number(name: str, arg: str, default: int) -> int:
         if not arg:
@@ -308,15 +310,17 @@ def parse_methods(specs: str, *, k: int, lam: float, temperature: float, max_ste
             if not has_qvm:
                 raise MethodSpecError("best-of-n ranks by a QVM and none is loaded; give one (--qvm DIR) or use majority[:N]")
             out.append(BestOfN(number(name, arg, 10), "qvm", temperature=temperature, max_steps=max_steps))
+        elif name == "best-of-n-prm":
+            out.append(BestOfN(number(name, arg, 10), "prm", temperature=temperature, max_steps=max_steps, aggregate=aggregate))
         elif name == "majority":
             out.append(BestOfN(number(name, arg, 10), "majority", temperature=temperature, max_steps=max_steps))
         elif name == "beam":
-            out.append(Beam(number(name, arg, 4), k, temperature=temperature, max_steps=max_steps, lam=lam))
+            out.append(Beam(number(name, arg, 4), k, temperature=temperature, max_steps=max_steps, lam=lam, aggregate=aggregate))
         elif name == "qstar":
-            out.append(QStar(lam=lam, k=k, num_solutions=num_solutions, fallback=fallback, temperature=temperature,
+            out.append(QStar(lam=lam, k=k, num_solutions=num_solutions, fallback=fallback, temperature=temperature, aggregate=aggregate,
                              max_steps=max_steps, max_expansions=number(name, arg, QSTAR_EXPANSIONS)))  # fmt: skip
         else:
-            raise MethodSpecError(f"unknown method {spec!r}; pick from greedy, best-of-n[:N], majority[:N], beam[:W], qstar[:E]")
+            raise MethodSpecError(f"unknown method {spec!r}; pick from greedy, best-of-n[:N], best-of-n-prm[:N], majority[:N], beam[:W], qstar[:E]")
     if not out:
         raise MethodSpecError("no method given; e.g. greedy,qstar")
     names = [m.name for m in out]

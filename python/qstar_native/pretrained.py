@@ -29,12 +29,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .gguf_model import convert_gguf, is_gguf
 from .policy.calculator import Calculator
 from .policy.hf import HFPolicy
 from .scheduler import PolicyExpand
 from .types import DTYPES
 from .value import QValueModel
-from .value.scorers import QVMScorer, annotation_step_reward, compose
+from .value.scorers import QVMScorer, annotation_step_reward, code_syntax_reward, compose
 
 __all__ = [
     "DEFAULT_POLICY_DIR", "DEFAULT_QVM_DIR", "DTYPES", "ModelLoadError", "LoadedPolicy", "PolicySettings", "PromptFormat",
@@ -251,15 +252,21 @@ class LoadedPolicy:
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
-def resolve_model_dir(path: str | os.PathLike[str] | None) -> Path:
-    """The directory of a model: ``path`` itself when it is a directory, else a Hugging Face model
-    id (``org/name``) already in the local cache (offline: nothing is downloaded). None is the
-    embedded default policy. Raises FileNotFoundError saying which."""
+def resolve_model_dir(path: str | os.PathLike[str] | None, *, gguf_cache: str | os.PathLike[str] | None = None) -> Path:
+    """The directory of a model: ``path`` itself when it is a directory; a GGUF file's converted
+    directory (dequantized once into ``gguf_cache``, see :func:`qstar_native.gguf_model.convert_gguf`);
+    else a Hugging Face model id (``org/name``) already in the local cache (offline: nothing is
+    downloaded). None is the embedded default policy. Raises FileNotFoundError saying which."""
     if path is None:
         return DEFAULT_POLICY_DIR
     directory = Path(path)
     if directory.is_dir():
         return directory
+    if directory.is_file() and (directory.suffix == ".gguf" or is_gguf(directory)):
+        try:
+            return convert_gguf(directory, gguf_cache)
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from None
     name = str(path)
     if _HUB_ID.match(name) and not directory.exists():
         try:
@@ -354,6 +361,7 @@ def load_policy(
     settings: PolicySettings | None = None,
     tokenizer: Any = None,
     prompt_format: PromptFormat | None = None,
+    gguf_cache: str | os.PathLike[str] | None = None,
 ) -> LoadedPolicy:
     """Loads a causal LM, its tokenizer and settings from a directory (default: the embedded one)
     or a model id in the local Hugging Face cache (see :func:`resolve_model_dir`).
@@ -361,12 +369,13 @@ def load_policy(
     ``dtype``: one of :data:`DTYPES`. ``settings``: used instead of the directory's
     ``qstar.json``. ``tokenizer``: one already loaded (:func:`load_tokenizer`).
     ``prompt_format``: chat template, system instruction, few-shot (:class:`PromptFormat`).
-    A directory that cannot be loaded (missing files, corrupt or truncated weights, an
+    ``path`` may be a GGUF file: converted once into ``gguf_cache`` (default
+    ``~/.cache/qstar_native/gguf``), then loaded from there. A directory that cannot be loaded (missing files, corrupt or truncated weights, an
     architecture that is not a causal LM) raises :class:`ModelLoadError` naming the file and fix.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}; pick one of {', '.join(DTYPES)}")
-    directory = resolve_model_dir(path)
+    directory = resolve_model_dir(path, gguf_cache=gguf_cache)
     _check_model_dir(directory)
     settings = PolicySettings.read(directory) if settings is None else settings
     dev = resolve_device(device)
@@ -450,13 +459,17 @@ def check_prompt_lengths(
     return out
 
 
-PROCESS_REWARDS = ("annotations", "grounded", None)
+PROCESS_REWARDS = ("annotations", "grounded", "syntax", None)
 
 
-def process_reward_scorer(policy: LoadedPolicy, kind: str | None) -> annotation_step_reward | None:
-    """The step scorer for g: ``"annotations"``, ``"grounded"`` or None (see :class:`~qstar_native.solver.Solver`)."""
+def process_reward_scorer(policy: LoadedPolicy, kind: str | None) -> annotation_step_reward | code_syntax_reward | None:
+    """The step scorer for g: ``"annotations"``, ``"grounded"`` (math), ``"syntax"`` (code: -0.5
+    when the code so far does not tokenize; aggregate it with ``last``) or None (see
+    :class:`~qstar_native.solver.Solver`)."""
     if kind not in PROCESS_REWARDS:
         raise ValueError(f"process_reward={kind!r}; pick one of {PROCESS_REWARDS}")
+    if kind == "syntax":
+        return code_syntax_reward(policy.decode)
     return None if kind is None else annotation_step_reward(policy.decode, grounded=kind == "grounded")
 
 

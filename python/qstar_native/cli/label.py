@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     policy = plan.load()
     calculator = None if args.calculator is None else args.calculator == "on"  # unset: the policy's qstar.json
     try:
-        hf = policy.hf_policy(calculator=calculator, seed=args.seed, **policy_options(args))
+        hf = policy.hf_policy(calculator=calculator, seed=args.seed, **policy_options(args, loaded.task(policy)))
     except ValueError as e:
         raise setup_error(e) from None
     start = time.perf_counter()

