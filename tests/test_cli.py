@@ -111,7 +111,8 @@ def test_label_train_eval_pipeline(tmp_path, capsys):
     "argv, message",
     [
         (["eval", "--model", "/nonexistent/model"], "no such directory"),
-        (["eval", "--task", "mbpp"], "unknown task 'mbpp'"),
+        (["eval", "--task", "mbpp"], "--task mbpp needs --data FILE"),
+        (["eval", "--task", "nope"], "unknown task 'nope'"),
         (["eval", "--methods", "greedy,dfs"], "unknown method 'dfs'"),
         (["eval", "--methods", "greedy,greedy"], "twice"),
         (["eval", "--methods", "beam:0"], "positive integer"),

@@ -61,6 +61,14 @@ class Context:
         """The completion along a node's path: each step decoded, joined."""
         return "".join(self.decode(engine.step_tokens(n)) for n in engine.path(node)[1:])
 
+    def outcomes(self, problem: Any, completions: Sequence[str]) -> list[float]:
+        """The task's outcome of each completion; a task with ``outcomes`` (code: sandbox runs in
+        parallel) scores them together."""
+        batch = getattr(self.task, "outcomes", None)
+        if callable(batch):
+            return [float(x) for x in batch(problem, list(completions))]
+        return [float(self.task.outcome(problem, c)) for c in completions]
+
     def record(self, problem: Any, method: str, completion: str, results: Sequence[SearchResult], start: float, **extra: Any) -> ProblemRecord:
         """The problem's record: the completion scored by the task, tokens summed over searches."""
         task = self.task
@@ -259,7 +267,7 @@ class QStar:
         texts = {n.id: ctx.text(eng, n.id) for n in terminals}
         extra: dict[str, Any] = dict(expanded=st.expanded, stop_reason=res.stop_reason, solutions=len(res.solutions),
                                      distinct=st.generated / max(st.expanded, 1),
-                                     tree_correct=any(ctx.task.outcome(problem, t) >= 1.0 for t in texts.values()))  # fmt: skip
+                                     tree_correct=any(r >= 1.0 for r in ctx.outcomes(problem, list(texts.values()))))  # fmt: skip
         if res.best is not None:
             node = self._vote(ctx, res, texts) if self.vote else res.best.node_id
             return ctx.record(problem, self.name, texts[node], [res], start, f=eng.node(node).f, fallback=False, **extra)

