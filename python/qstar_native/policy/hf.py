@@ -326,6 +326,7 @@ class HFPolicy:
     def _prefill(self, seqs: list[np.ndarray], k: np.ndarray, temperature: np.ndarray, seeds: np.ndarray, pins: list[int],
                  want_all: bool, own: np.ndarray | None = None) -> _Prefill:  # fmt: skip
         n, dev = len(seqs), self.runner.device
+        warmed = self._warm_outliers(seqs, pins) if not want_all else np.zeros(n, np.int64)
         start = [0] * n
         prefix_slots = [np.zeros(0, np.int64)] * n
         owned = [np.zeros(0, np.int64)] * n
@@ -365,7 +366,7 @@ class HFPolicy:
             work.node_length = P + S
             self.forward_calls += 1
             self.prefill_tokens += int(suffix.sum())
-            self.cache_hit_tokens += sum(start)
+            self.cache_hit_tokens += max(0, sum(start) - int(warmed.sum()))  # what _warm_outliers just computed is no hit
             if self.sharing:
                 kv = work.node_columns_kv(suf_rows.to(dev), (P + suf_cols).to(dev))
                 self.pool.scatter(torch.from_numpy(np.concatenate(owned)).to(dev), kv)
@@ -378,12 +379,29 @@ class HFPolicy:
                     self.cache.free(o)
             raise
         node_seeds = np.array([node_seed(sd, s) for sd, s in zip(seeds.tolist(), seqs)], np.uint64)
-        charged = suffix
+        charged = suffix + warmed
         if own is not None:  # what the node's own search needed: all of it, or the recomputed tail
             bs = self.pool.block_size if self.sharing else 1
             lengths = np.array([len(s) for s in seqs], np.int64)
             charged = np.where(own & self.sharing, lengths - ((lengths - 1) // bs) * bs, lengths)
         return _Prefill(seqs, start, P, S, logits, k, temperature, node_seeds, suffix, charged)
+
+    def _warm_outliers(self, seqs: list[np.ndarray], pins: list[int]) -> np.ndarray:
+        """Prefills first, on their own, the rows whose uncached suffix is far longer than the
+        batch's typical one (a new prompt among children of cached states), so the batch's
+        padded prefill then runs at the short length: without it every row of the batch pays for
+        the longest suffix. Returns the tokens computed per row (0 for the others)."""
+        n = len(seqs)
+        warmed = np.zeros(n, np.int64)
+        if not self.sharing or n < 2:
+            return warmed
+        suffix = np.array([len(s) - int(self.cache.match(s).length) for s in seqs], np.int64)
+        long = np.flatnonzero(suffix > 2 * int(np.median(suffix)) + 32)
+        if 0 < len(long) < n:
+            sub = [seqs[i] for i in long.tolist()]
+            m = len(sub)
+            warmed[long] = self._prefill(sub, np.ones(m, np.int64), np.zeros(m), np.zeros(m, np.int64), pins, want_all=False).suffix
+        return warmed
 
     def _allocate(self, n: int) -> np.ndarray:
         """Pool slots for ``n`` tokens, evicting LRU KV and growing the pool (by doubling, up to

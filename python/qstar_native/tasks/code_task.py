@@ -199,7 +199,7 @@ class CodeSource:
     """A code task before a policy is chosen: ``task(encode, render)`` makes its :class:`CodeTask`."""
 
     aggregate = CODE_REWARD_AGGREGATION
-    process_reward = "syntax"
+    """How g combines the syntax rewards of a path's steps (the paper's: the last one)."""
 
     def __init__(self, kind: Literal["humaneval", "mbpp"]) -> None:
         if kind not in ("humaneval", "mbpp"):
