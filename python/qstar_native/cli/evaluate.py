@@ -23,12 +23,12 @@ EXAMPLES = """examples:
   qstar eval --task humaneval --model SmolLM2-135M-Instruct.Q4_1.gguf --apply-chat-template --qvm none --methods greedy,majority:8
 
 methods (NAME or NAME:N):
-  greedy          greedy chain of thought
-  best-of-n[:N]   N sampled solutions (default 10), the one with the highest Q of its last step kept (needs a QVM)
+  greedy             greedy chain of thought
+  best-of-n[:N]      N sampled solutions (default 10), the one with the highest Q of its last step kept (needs a QVM)
   best-of-n-prm[:N]  N sampled solutions (default 10), the one with the best process reward g kept
-  majority[:N]    N sampled solutions (default 10), majority vote over final answers
-  beam[:W]        step-level beam search, W beams (default 4), k proposals each, ranked by Q*'s f
-  qstar[:E]       Q*: A* on f = g + lam*h, at most E expansions (default 48)
+  majority[:N]       N sampled solutions (default 10), majority vote over final answers
+  beam[:W]           step-level beam search, W beams (default 4), k proposals each, ranked by Q*'s f
+  qstar[:E]          Q*: A* on f = g + lam*h, at most E expansions (default 48)
 """
 
 DEFAULT_METHODS = "greedy,best-of-n,beam,qstar"

@@ -45,9 +45,9 @@ from .code import CODE_REWARD_AGGREGATION, CodeProblem, check_program
 
 __all__ = ["CODE_MAX_STEPS", "CodeSource", "CodeTask", "extract_fenced"]
 
-CODE_MAX_STEPS = 32
+CODE_MAX_STEPS = 40
 """Lines a solution may take unless ``--max-steps`` says otherwise (HumanEval's longest canonical
-body has 29 lines once blank lines count)."""
+body has 31 lines, blank lines included)."""
 _FENCE = "```"
 _IMPORT = re.compile(r"^(?:import|from)\s", re.M)
 
@@ -91,8 +91,7 @@ class CodeTask:
     """HumanEval or MBPP problems (:class:`~qstar_native.tasks.code.CodeProblem`) as a Task.
 
     Args:
-        kind: ``"humaneval"`` (the model completes a function body) or ``"mbpp"`` (the model
-            writes the whole program).
+        kind: ``"humaneval"`` (a function to complete) or ``"mbpp"`` (a program to write).
         encode: the policy tokenizer's ``text -> token ids``.
         render: the chat template as ``user text -> prompt text`` (instruct models); None for a
             base model.
