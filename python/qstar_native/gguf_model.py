@@ -89,9 +89,8 @@ def convert_gguf(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     # The weights are plain float32 tensors now; transformers only marks the model as GGUF-quantized.
     model.hf_quantizer = None
-    for attr in ("quantization_config",):
-        if hasattr(model.config, attr):
-            delattr(model.config, attr)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

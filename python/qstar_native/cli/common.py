@@ -315,9 +315,6 @@ class LoadedTask:
         """How g combines step rewards: the task's own (code: ``last``), else ``min``."""
         return str(getattr(self.source, "aggregate", "min"))
 
-    def prompt(self, policy: Any, problem: Any) -> str:
-        return str(self.task(policy).prompt(problem))
-
     def task(self, policy: Any) -> Any:
         from ..tasks.code_task import CodeSource
         from ..tasks.math_task import MathTask
@@ -394,7 +391,8 @@ class ModelPlan:
             raise CLIError(f"--apply-chat-template: {e}") from None
 
     def check_task(self, loaded: LoadedTask) -> None:
-        self.check([loaded.prompt(self.policy, p) for p in loaded.problems], [f"problem {p.id}" for p in loaded.problems])
+        task = loaded.task(self.policy)
+        self.check([task.prompt(p) for p in loaded.problems], [f"problem {p.id}" for p in loaded.problems])
 
     def load(self) -> Any:
         from transformers.utils import logging as hf_logging

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
     setup_torch(args)
     policy = plan.load()
-    prompts = {loaded.task(policy).problem_id(p): loaded.prompt(policy, p) for p in loaded.problems}
+    task = loaded.task(policy)
+    prompts = {task.problem_id(p): task.prompt(p) for p in loaded.problems}
     missing = sorted({r.question_id for r in rows} - set(prompts))
     if missing:
         raise CLIError(f"--labels mentions question {missing[0]!r} (and {len(missing) - 1} more) not among the task's problems; pass the --task/--seeds/--data given to qstar label")

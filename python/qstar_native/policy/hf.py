@@ -267,12 +267,12 @@ class HFPolicy:
     def _line_start(self, state: np.ndarray) -> str:
         """The text of ``state``'s last line so far: what follows its last step delimiter (looked
         for in the last 64 tokens; without one, those tokens' text)."""
-        tail = state[-64:].tolist()
-        for i in range(len(tail) - 1, -1, -1):
-            if self.step_delimiter in self.decode(tail[i : i + 1]):
-                text = self.decode(tail[i:])
-                return text[text.rfind(self.step_delimiter) + len(self.step_delimiter) :]
-        return self.decode(tail)
+        tail = state[-64:]
+        delims = np.flatnonzero(self.is_delim[tail])
+        if len(delims) == 0:
+            return self.decode(tail)
+        text = self.decode(tail[delims[-1] :])
+        return text[text.rfind(self.step_delimiter) + len(self.step_delimiter) :]
 
     def _steps(self, n: int, retired: list[Retired], st: _Prefill, decoder: Decoder, seqs: Sequence[np.ndarray]) -> Steps:
         texts, terminal = [], []
