@@ -27,11 +27,11 @@ import torch
 
 from .attention import DecodeLayout
 from .sampling import draw, uniforms
+from .step_text import FINISH
 
 if TYPE_CHECKING:
     from .hf import HFPolicy, _Prefill
 
-FINISH = ("delimiter", "eos", "stop", "length")
 _DELIM, _EOS, _STOP, _LENGTH = range(4)
 
 

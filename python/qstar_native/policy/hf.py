@@ -45,10 +45,11 @@ from ..scheduler import PolicyExpand, Scorer
 from ..types import Tokens, as_tokens
 from .attention import install as install_attention
 from .calculator import Calculator
-from .decode import FINISH, Decoder, Retired
+from .decode import Decoder, Retired
 from .kv_pool import KVPool, blocks_for_capacity
 from .runner import ModelRunner
-from .sampling import node_seed
+from .sampling import check_sampling, node_seed
+from .step_text import FINISH, LineStarts as _LineStarts, StepText
 from .working_kv import WorkingKV
 
 DEFAULT_KV_CAPACITY = 4 * 2**30
@@ -132,34 +133,25 @@ class HFPolicy:
         _check_int(num_candidates, "num_candidates", 1)
         _check_int(max_step_tokens, "max_step_tokens", 1)
         _check_int(block_size, "block_size", 1)
-        if not step_delimiter:
-            raise ValueError("step_delimiter must be a non-empty string, e.g. '\\n'")
-        for name, v in (("temperature", temperature), ("top_p", top_p), ("min_p", min_p)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
-        if temperature < 0 or not 0 < top_p <= 1 or not 0 <= min_p < 1:
-            raise ValueError(f"need temperature >= 0, 0 < top_p <= 1 and 0 <= min_p < 1, got {temperature}, {top_p} and {min_p}")
-        if not hasattr(tokenizer, "decode"):
-            raise TypeError("tokenizer must have decode(list[int]) -> str (any Hugging Face tokenizer does)")
+        check_sampling(temperature, top_p, min_p)
         if calculator is not None and not isinstance(calculator, Calculator):
             raise TypeError(f"calculator must be a qstar_native.policy.Calculator, got {type(calculator).__name__}")
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.step_delimiter = step_delimiter
         self.num_candidates, self.temperature, self.seed = num_candidates, float(temperature), int(seed)
         self.top_p, self.min_p, self.greedy_first = float(top_p), float(min_p), bool(greedy_first)
         self.max_step_tokens = max_step_tokens
-        self.stop_strings = tuple(stop_strings)
-        self.is_terminal = is_terminal
         self.calculator = calculator
         eos = getattr(tokenizer, "eos_token_id", None)
         eos = getattr(model.config, "eos_token_id", None) if eos is None else eos
-        self.eos_ids = frozenset([] if eos is None else [eos] if isinstance(eos, int) else eos)
+        out = model.get_output_embeddings()
+        self.vocab_size = int(out.weight.shape[0]) if out is not None else model.get_input_embeddings().num_embeddings
+        self.text = StepText(tokenizer, vocab_size=self.vocab_size, step_delimiter=step_delimiter, stop_strings=stop_strings,
+                             is_terminal=is_terminal, eos_ids=eos)  # fmt: skip
         self.context_length = int(getattr(model.config, "max_position_embeddings", None) or 2**31 - 1)
 
         install_attention(model)
         self.runner = ModelRunner(model)
-        self.vocab_size = int(model.get_output_embeddings().weight.shape[0]) if model.get_output_embeddings() is not None else model.get_input_embeddings().num_embeddings
         probe = self.runner.probe(model.get_input_embeddings().num_embeddings)
         if not probe.shares_kv:
             raise ValueError(
@@ -198,26 +190,15 @@ class HFPolicy:
 
     def decode(self, ids: Tokens) -> str:
         """Token ids -> text, EOS left out (it ends a step; it is no part of the text)."""
-        return str(self.tokenizer.decode([t for t in np.asarray(ids).tolist() if t not in self.eos_ids]))
+        return self.text.decode(ids)
 
-    def _token_tables(self) -> tuple[np.ndarray, ...]:
-        """Per vocabulary id: its text contains the delimiter; it is EOS; it ends with "=" (calculator)."""
-        if self._tables is None:
-            texts = []
-            for i in range(self.vocab_size):
-                try:
-                    texts.append(str(self.tokenizer.decode([i])))
-                except Exception:  # noqa: BLE001 - ids past the tokenizer's vocabulary (padded embeddings)
-                    texts.append("")
-            delim = np.fromiter((self.step_delimiter in t for t in texts), np.bool_, len(texts))
-            eos = np.zeros(len(texts), np.bool_)
-            eos[[e for e in self.eos_ids if 0 <= e < len(texts)]] = True
-            self._tables = (delim, eos, Calculator.ends_eq(texts))
-        return self._tables
-
-    is_delim = property(lambda self: self._token_tables()[0])
-    is_eos = property(lambda self: self._token_tables()[1])
-    ends_eq = property(lambda self: self._token_tables()[2])
+    # the step rules, read by the decoder
+    step_delimiter = property(lambda self: self.text.step_delimiter)
+    stop_strings = property(lambda self: self.text.stop_strings)
+    eos_ids = property(lambda self: self.text.eos_ids)
+    is_delim = property(lambda self: self.text.is_delim)
+    is_eos = property(lambda self: self.text.is_eos)
+    ends_eq = property(lambda self: self.text.ends_eq)
 
     # ---- the policy ------------------------------------------------------------------------
 
@@ -264,28 +245,13 @@ class HFPolicy:
                 self.cache.unpin(h)
         return steps
 
-    def _line_start(self, state: np.ndarray) -> str:
-        """The text of ``state``'s last line so far: what follows its last step delimiter (looked
-        for in the last 64 tokens; without one, those tokens' text)."""
-        tail = state[-64:]
-        delims = np.flatnonzero(self.is_delim[tail])
-        if len(delims) == 0:
-            return self.decode(tail)
-        text = self.decode(tail[delims[-1] :])
-        return text[text.rfind(self.step_delimiter) + len(self.step_delimiter) :]
-
     def _steps(self, n: int, retired: list[Retired], st: _Prefill, decoder: Decoder, seqs: Sequence[np.ndarray]) -> Steps:
         texts, terminal = [], []
-        starts: dict[int, str] = {}
+        starts = _LineStarts(self.text, seqs)
         for r in retired:
             text = self.decode(r.tokens)
             texts.append(text)
-            done = FINISH[r.finish] in ("eos", "stop")
-            if not done and self.is_terminal is not None:
-                if r.node not in starts:
-                    starts[r.node] = self._line_start(seqs[r.node])
-                done = bool(self.is_terminal(starts[r.node] + text))
-            terminal.append(done)
+            terminal.append(self.text.terminal(FINISH[r.finish], text, lambda: starts[r.node]))  # noqa: B023 - called at once
         generated = decoder.generated
         forwarded = st.charged + decoder.forwarded
         self.tokens_generated += int(generated.sum())

@@ -27,6 +27,15 @@ import torch
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
 
+def check_sampling(temperature: float, top_p: float, min_p: float) -> None:
+    """Sampling settings a policy accepts: finite, temperature >= 0, 0 < top_p <= 1, 0 <= min_p < 1."""
+    for name, v in (("temperature", temperature), ("top_p", top_p), ("min_p", min_p)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+    if temperature < 0 or not 0 < top_p <= 1 or not 0 <= min_p < 1:
+        raise ValueError(f"need temperature >= 0, 0 < top_p <= 1 and 0 <= min_p < 1, got {temperature}, {top_p} and {min_p}")
+
+
 def node_seed(seed: int, tokens: np.ndarray | list[int]) -> int:
     """A 64-bit seed from the policy seed and a node's state tokens (stable across runs)."""
     h = hashlib.blake2b(np.asarray(tokens, dtype=np.int64).tobytes(), digest_size=8, key=str(int(seed)).encode())
