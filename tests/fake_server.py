@@ -129,7 +129,8 @@ class FakeServer:
                 self.generated += len(toks)
         if self.api == "llama.cpp":
             res = [{"index": j, "tokens": t if body.get("return_tokens") else [], "content": self.tok.decode(t), "stop_type": {"length": "limit"}.get(f, f),
-                    "tokens_predicted": len(t), "tokens_evaluated": len(prompt), "tokens_cached": cached if j == 0 else len(prompt),
+                    "tokens_predicted": len(t), "tokens_evaluated": len(prompt), "tokens_cached": len(prompt) + len(t),
+                    "timings": {"cache_n": cached, "prompt_n": len(prompt) - cached, "predicted_n": len(t)},
                     "completion_probabilities": [{"id": x, "logprob": -0.5} for x in t]} for j, (t, f) in enumerate(outs)]  # fmt: skip
             return 200, res[0] if n == 1 else res
         choices = [{"index": j, "text": self.tok.decode(t), "finish_reason": "length" if f == "length" else "stop",

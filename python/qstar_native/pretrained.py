@@ -32,9 +32,11 @@ import torch
 from .gguf_model import convert_gguf, is_gguf
 from .policy.calculator import Calculator
 from .policy.hf import HFPolicy
+from .policy.server import ServerPolicy
 from .scheduler import PolicyExpand
 from .types import DTYPES
 from .value import QValueModel
+from .value.remote import EmbeddingQVMScorer
 from .value.scorers import QVMScorer, annotation_step_reward, code_syntax_reward, compose
 
 __all__ = [
@@ -248,6 +250,15 @@ class LoadedPolicy:
         use = self.settings.calculator if calculator is None else calculator
         return HFPolicy(self.model, self.tokenizer, calculator=Calculator(self.encode) if use else None, **kw)
 
+    def server_policy(self, urls: Sequence[str], **kw: Any) -> ServerPolicy:
+        """A :class:`~qstar_native.policy.server.ServerPolicy` for this model served at ``urls``
+        (the server runs the same weights; this side needs the tokenizer only), with this
+        policy's step settings."""
+        kw.setdefault("step_delimiter", self.settings.step_delimiter)
+        kw.setdefault("max_step_tokens", self.settings.max_step_tokens)
+        kw.setdefault("top_p", self.settings.top_p)
+        return ServerPolicy(urls, self.tokenizer, **kw)
+
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
@@ -401,10 +412,13 @@ def load_qvm(path: str | os.PathLike[str] | None, policy: LoadedPolicy) -> QValu
         raise ModelLoadError(f"{directory / 'model.safetensors'} is corrupt or truncated ({_reason(e)}); train the QVM again (qstar train-qvm --out DIR)") from None
     except (KeyError, TypeError, OSError) as e:
         raise ModelLoadError(f"{directory}: not a QVM written by QValueModel.save_pretrained ({_reason(e)}); train one with qstar train-qvm --out DIR") from None
-    width = int(policy.model.config.hidden_size)
+    from transformers import AutoConfig
+
+    config = policy.model.config if policy.model is not None else AutoConfig.from_pretrained(policy.path)  # a served policy: no weights here
+    width = int(config.hidden_size)
     if qvm.backbone is None and qvm.hidden_size != width:
         raise ValueError(f"the QVM in {directory} reads hidden states of width {qvm.hidden_size} but the policy in {policy.path} has width {width}: train a QVM for this policy (qstar train-qvm)")
-    dev = next(policy.model.parameters()).device
+    dev = next(policy.model.parameters()).device if policy.model is not None else torch.device("cpu")
     return qvm.to(dev).eval()
 
 
@@ -473,10 +487,24 @@ def process_reward_scorer(policy: LoadedPolicy, kind: str | None) -> annotation_
     return None if kind is None else annotation_step_reward(policy.decode, grounded=kind == "grounded")
 
 
-def qvm_scorer(qvm: QValueModel | None) -> QVMScorer | None:
-    """The step scorer of ``qvm``: on the policy's hidden states for a head alone, else on the
-    state through the QVM's own backbone."""
-    return None if qvm is None else QVMScorer(qvm, "hidden" if qvm.backbone is None else "sequence")
+def qvm_scorer(qvm: QValueModel | None, policy: LoadedPolicy | None = None, *, served: bool = False,
+               value_server: str | None = None) -> QVMScorer | EmbeddingQVMScorer | None:  # fmt: skip
+    """The step scorer of ``qvm``: a QVM with its own backbone reads each child state with it;
+    a head alone reads the policy's hidden states: in-process those HFPolicy computed, for a
+    served policy (``served``) the ``value_server``'s embeddings, or else the policy's weights
+    loaded here as the head's backbone (a second forward of each child state)."""
+    if qvm is None:
+        return None
+    if qvm.backbone is not None:
+        return QVMScorer(qvm, "sequence")
+    if not served:
+        return QVMScorer(qvm, "hidden")
+    if value_server is not None:
+        return EmbeddingQVMScorer(qvm, value_server)
+    if policy is None or policy.model is None:
+        raise ValueError("a served policy returns no hidden states: give the head an embeddings server (value_server=URL), or load the policy's weights here as its backbone")
+    qvm.backbone = policy.model
+    return QVMScorer(qvm, "sequence")
 
 
 @dataclass(frozen=True)
@@ -485,7 +513,7 @@ class SearchSetup:
     calculator or not), the scorer giving each step its reward (g) and q (h), and the proposal
     temperature. ``expand`` is what the scheduler calls."""
 
-    policy: HFPolicy
+    policy: HFPolicy | ServerPolicy
     scorer: compose
     temperature: float
     process_reward: str | None
@@ -508,14 +536,24 @@ def search_setup(
     temperature: float | None = None,
     process_reward: str | None = "default",
     calculator: bool | None = None,
+    servers: Sequence[str] = (),
+    server_api: str = "auto",
+    value_server: str | None = None,
     **policy_options: Any,
 ) -> SearchSetup:
     """The parts every method shares (see :class:`~qstar_native.solver.Solver` for the arguments); ``None``
-    (``"default"`` for ``process_reward``) takes the policy's setting."""
+    (``"default"`` for ``process_reward``) takes the policy's setting. With ``servers`` the policy
+    is a :class:`ServerPolicy` on those URLs (``server_api``: see it) and h comes as
+    :func:`qvm_scorer` says (``value_server``: an embeddings endpoint)."""
     settings = policy.settings
     temperature = settings.temperature if temperature is None else temperature
     process_reward = settings.process_reward if process_reward == "default" else process_reward
-    calculator = settings.calculator if calculator is None else calculator
-    scorer = compose(reward=process_reward_scorer(policy, process_reward), q=qvm_scorer(qvm))
-    hf = policy.hf_policy(calculator=calculator, seed=seed, **policy_options)
-    return SearchSetup(hf, scorer, temperature, process_reward, calculator, qvm is not None)
+    if servers and calculator:
+        raise ValueError("the calculator writes results into the decode, which runs on the server: turn it off (--calculator off)")
+    calculator = (settings.calculator and not servers) if calculator is None else calculator
+    scorer = compose(reward=process_reward_scorer(policy, process_reward), q=qvm_scorer(qvm, policy, served=bool(servers), value_server=value_server))
+    if servers:
+        proposer: HFPolicy | ServerPolicy = policy.server_policy(list(servers), api=server_api, seed=seed, **policy_options)
+    else:
+        proposer = policy.hf_policy(calculator=calculator, seed=seed, **policy_options)
+    return SearchSetup(proposer, scorer, temperature, process_reward, calculator, qvm is not None)

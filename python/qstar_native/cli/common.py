@@ -128,6 +128,47 @@ def add_search(p: argparse.ArgumentParser) -> None:
     add_calculator(p)
 
 
+def add_server(p: argparse.ArgumentParser, *, values: bool = True) -> None:
+    """--server: the policy behind serving engines instead of in-process."""
+    p.add_argument("--server", metavar="URL", action="append", default=None,
+                   help="propose steps with the model served at URL: llama.cpp's llama-server, or an OpenAI-compatible server that "
+                   "takes token-id prompts and returns token ids (vLLM); repeat for several, each problem stays on one. --model still "
+                   "names the model's directory or GGUF (tokenizer, chat template, settings); its weights load here only for a "
+                   "head-only --qvm without --value-server")  # fmt: skip
+    p.add_argument("--server-api", choices=("auto", "llama.cpp", "openai"), default="auto",
+                   help="the servers' API (default auto: llama.cpp when GET /props answers, else OpenAI)")
+    if values:
+        p.add_argument("--value-server", metavar="URL", default=None,
+                       help="with --server: an embeddings endpoint on the same model (llama-server --embeddings --pooling last) "
+                       "that gives a head-only QVM its hidden states")  # fmt: skip
+
+
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--server, --server-api and --value-server as arguments of ``search_setup``."""
+    value = getattr(args, "value_server", None)
+    if value is not None and not args.server:
+        raise CLIError("--value-server gives a served policy's QVM its hidden states; use it with --server URL")
+    if not args.server:
+        return {}
+    return {"servers": tuple(args.server), "server_api": args.server_api, "value_server": value}
+
+
+def needs_weights(args: argparse.Namespace) -> bool:
+    """Whether the policy's weights load here: always in-process; with --server only as the
+    backbone of a head-only QVM that has no --value-server."""
+    if not getattr(args, "server", None):
+        return True
+    name = qvm_name(args) if hasattr(args, "qvm") else "none"
+    if name == "none" or getattr(args, "value_server", None) is not None:
+        return False
+    import json
+
+    try:
+        return "backbone" not in json.loads((Path(name) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # load_qvm reports what is wrong with it
+
+
 def search_options(args: argparse.Namespace) -> dict[str, Any]:
     """--temperature, --process-reward and --calculator as arguments of
     :func:`qstar_native.pretrained.search_setup` (unset: the policy's qstar.json)."""
@@ -395,10 +436,14 @@ class ModelPlan:
         self.check([task.prompt(p) for p in loaded.problems], [f"problem {p.id}" for p in loaded.problems])
 
     def load(self) -> Any:
+        """The policy with its weights, or without them when they are not needed here (see
+        :func:`needs_weights`)."""
         from transformers.utils import logging as hf_logging
 
         from ..pretrained import load_policy
 
+        if not needs_weights(self.args):
+            return self.policy
         hf_logging.disable_progress_bar()  # a 1 MB model needs no "Loading weights" bar
         p = self.policy
         try:

@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 from .common import (
-    CLIError, add_common, add_prompt, add_search, add_task, check_qvm, concurrency, load_qvm, load_task, output_dir, plan_model,
-    policy_options, policy_settings, positive_int, qvm_name, search_options, setup_error, setup_torch, writable,
+    CLIError, add_common, add_prompt, add_search, add_server, add_task, check_qvm, concurrency, load_qvm, load_task, output_dir, plan_model,
+    policy_options, policy_settings, positive_int, qvm_name, search_options, server_options, setup_error, setup_torch, writable,
 )  # fmt: skip
 
 EXAMPLES = """examples:
@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   qstar eval --model my_model --qvm my_qvm --data test.jsonl --task gsm8k --methods greedy,qstar
   qstar eval --model Qwen/Qwen2.5-0.5B-Instruct --apply-chat-template --data test.jsonl --task gsm8k --limit 50 --output-path runs/qwen
   qstar eval --task humaneval --model SmolLM2-135M-Instruct.Q4_1.gguf --apply-chat-template --qvm none --methods greedy,majority:8
+  qstar eval --model SmolLM2-135M-Instruct.Q4_1.gguf --server http://127.0.0.1:8080 --qvm none --methods greedy,qstar   # llama-server
 
 methods (NAME or NAME:N):
   greedy             greedy chain of thought
@@ -49,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_common(p)
     add_search(p)
     add_prompt(p, fewshot=True)
+    add_server(p)
     p.add_argument("--methods", default=None, help=f"comma-separated methods (default {DEFAULT_METHODS}; without a QVM {DEFAULT_METHODS_NO_QVM})")
     p.add_argument("--num-solutions", type=positive_int, default=1, help="Q* keeps searching until this many solutions, then answers with the best f (default 1)")
     p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     settings = policy_settings(args)
     has_qvm = qvm_name(args) != "none"
     options = search_options(args)
+    served = server_options(args)
     loaded = load_task(args, settings, purpose="eval")
     temperature = settings.temperature if options["temperature"] is None else options["temperature"]
     try:
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     writer = _writer(args, loaded, methods, options, settings)
 
     from ..evaluation import compare, evaluate, format_comparisons, format_table, reports_from_records
+    from ..policy.server import ServerError
     from ..pretrained import search_setup
 
     setup_torch(args)
@@ -116,9 +120,11 @@ def run(args: argparse.Namespace) -> int:
         policy = plan.load()
         qvm = load_qvm(args, policy)
         try:
-            setup = search_setup(policy, qvm, seed=args.seed, **options, **hf_options)
+            setup = search_setup(policy, qvm, seed=args.seed, **options, **served, **hf_options)
         except ValueError as e:
             raise setup_error(e) from None
+        except ServerError as e:
+            raise CLIError(f"--server: {e}") from None
     except CLIError:
         if writer is not None:  # the model did not load: leave no header-only file behind
             writer.close()
@@ -184,7 +190,7 @@ def _writer(args: argparse.Namespace, loaded: Any, methods: list[Any], options: 
     # What else changes the records (a file written before these existed resumes: only shared keys are compared).
     header["policy"] = {"dtype": args.dtype, "max_steps": settings.max_steps, "max_step_tokens": settings.max_step_tokens, "top_p": settings.top_p,
                         "min_p": args.min_p, "greedy_first": args.greedy_first, "chat_template": args.apply_chat_template,
-                        "system_instruction": args.system_instruction, "num_fewshot": args.num_fewshot}  # fmt: skip
+                        "system_instruction": args.system_instruction, "num_fewshot": args.num_fewshot, "served": bool(args.server)}  # fmt: skip
     try:
         return RecordWriter(args.records, header, resume=args.resume)
     except RecordFileError as e:

@@ -10,7 +10,7 @@ Two wire formats, detected at start (``api="auto"``):
 
 - ``"llama.cpp"``: llama.cpp's ``llama-server`` native ``POST /completion`` (``n_cmpl``
   samples, capped at its ``--parallel`` slots, read from ``GET /props``; ``return_tokens``;
-  ``tokens_cached``). Its OpenAI endpoint returns no token ids.
+  cached prompt tokens in ``timings.cache_n``). Its OpenAI endpoint returns no token ids.
 - ``"openai"``: ``POST /v1/completions`` answering token ids per choice in ``token_ids`` (vLLM with
   ``return_token_ids``) and cached prompt tokens in ``usage.prompt_tokens_details``.
 
@@ -358,6 +358,7 @@ def _parse_llama(url: str, node: int, doc: Any, n: int) -> _Answer:
         probs = r.get("completion_probabilities")
         logprobs = np.array([p.get("logprob", 0.0) for p in probs], np.float64) if isinstance(probs, list) else None
         samples.append((_ints(r.get("tokens")) if r.get("tokens") else None, logprobs, "length" if r.get("stop_type") == "limit" else "stop"))
-    first = results[0]  # the samples share one prompt pass: the first result's counts are the request's
-    return _Answer(node, samples, int(first.get("tokens_evaluated") or 0), int(first.get("tokens_cached") or 0),
+    first = results[0]  # the samples share one prompt pass; "timings" counts its cached and computed prompt tokens
+    timings = first.get("timings") or {}
+    return _Answer(node, samples, int(first.get("tokens_evaluated") or 0), int(timings.get("cache_n") or 0),
                    sum(int(r.get("tokens_predicted") or 0) for r in results))  # fmt: skip
