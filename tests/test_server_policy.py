@@ -180,3 +180,24 @@ def test_bad_arguments_name_the_fix():
         srv.script = lambda p, s, t: [999]
         with pytest.raises(ValueError, match="outside the tokenizer's 130 ids"):
             p.propose([enc("q:")])
+
+
+def test_qstar_eval_with_a_server_loads_no_weights_and_marks_its_records(tmp_path, capsys, monkeypatch):
+    from qstar_native.cli import main
+    from qstar_native.pretrained import load_tokenizer
+    from qstar_native.records import read_records
+
+    tok = load_tokenizer()  # the embedded default policy's: the fake server "serves" that model
+    answer = tok("#### 42", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    monkeypatch.setattr("qstar_native.pretrained.load_policy", lambda *a, **k: pytest.fail("the weights loaded"))
+    with FakeServer(lambda p, s, t: answer) as srv:
+        out = tmp_path / "run.jsonl"
+        argv = ["eval", "--n", "3", "--qvm", "none", "--methods", "greedy,qstar:4", "--no-progress", "--server", srv.url, "--records", str(out)]
+        assert main(argv) == 0
+        header, records = read_records(out)
+        assert header["served"] is True and len(records) == 6
+        assert all(r.answer == "42" and r.tokens_generated == len(answer) for r in records if r.method == "greedy")
+        assert main(["eval", "--n", "1", "--value-server", srv.url, "--no-progress"]) == 2
+        assert "use it with --server" in capsys.readouterr().err
+        assert main([*argv[:-2], "--calculator", "on"]) == 2
+        assert "--calculator off" in capsys.readouterr().err

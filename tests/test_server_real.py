@@ -151,7 +151,7 @@ def test_qstar_eval_through_the_server_writes_records_like_in_process(server, we
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs[name] = [json.loads(line) for line in out.read_text().splitlines()]
     served, local = runs["served"], runs["local"]
-    assert served[0]["policy"]["served"] and not local[0]["policy"]["served"]
+    assert served[0]["served"] and not local[0]["served"]
     rs, rl = served[1:], local[1:]
     assert len(rs) == len(rl) == 20
     assert sorted((r["method"], r["question_id"]) for r in rs) == sorted((r["method"], r["question_id"]) for r in rl)

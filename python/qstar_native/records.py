@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -35,7 +36,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["ProblemRecord", "RecordFileError", "RecordWriter", "read_records"]
+__all__ = ["ProblemRecord", "RecordFileError", "RecordWriter", "merge_records", "read_records", "shard_of"]
 
 
 @dataclass(frozen=True)
@@ -196,3 +197,55 @@ def _read_document(path: Path, text: str) -> tuple[dict[str, Any], list[ProblemR
     doc = json.loads(text)
     header = {k: v for k, v in doc.items() if k not in ("reports", "summaries", "comparisons")}
     return header, [ProblemRecord.from_dict(r) for rep in doc["reports"] for r in rep["records"]]
+
+
+def shard_of(problem_id: str, count: int) -> int:
+    """The shard (0..count-1) a problem belongs to: a stable hash of its id, so any job runner
+    that starts ``--shard i/n`` for every i covers every problem once.
+
+    >>> [shard_of("0001-3", 4), shard_of("0001-3", 4)]
+    [2, 2]
+    """
+    digest = hashlib.blake2b(str(problem_id).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % count
+
+
+def merge_records(paths: list[str | os.PathLike[str]]) -> tuple[dict[str, Any], list[ProblemRecord], list[tuple[str, str]]]:
+    """The shards of one run (``qstar eval --shard i/n --records ...``) as one: ``(header, records,
+    missing)``. Refused (RecordFileError): headers that differ in anything but the shard, shards of
+    different counts or the same shard twice, a (method, problem) pair in two files. ``missing``
+    lists the (method, problem id) pairs a shard was assigned and holds no record of, and whole
+    shards nobody ran (as ``("*", "shard i/n")``)."""
+    if not paths:
+        raise RecordFileError("no record files to merge")
+    header: dict[str, Any] | None = None
+    seen: dict[tuple[str, str], str] = {}
+    records: list[ProblemRecord] = []
+    expected: set[tuple[str, str]] = set()
+    shards: dict[int, str] = {}
+    count = None
+    for path in paths:
+        h, recs = read_records(path)
+        shard = h.get("shard")
+        if not isinstance(shard, dict):
+            raise RecordFileError(f"{path} was not written with --shard I/N; merge the shards of one sharded run")
+        rest = {k: v for k, v in h.items() if k != "shard"}
+        if header is None:
+            header, count = rest, shard["count"]
+        elif rest != header:
+            differ = sorted(k for k in set(rest) | set(header) if rest.get(k) != header.get(k))
+            raise RecordFileError(f"{path} was written with other settings than {paths[0]} ({', '.join(differ)}); merge shards of one run")
+        if shard["count"] != count:
+            raise RecordFileError(f"{path} is shard {shard['index']}/{shard['count']}, the others are of {count}; merge shards of one run")
+        if shard["index"] in shards:
+            raise RecordFileError(f"{path} and {shards[shard['index']]} are both shard {shard['index']}/{count}; give each shard once")
+        shards[shard["index"]] = str(path)
+        expected.update((m, i) for m in h.get("methods", []) for i in shard["ids"])
+        for r in recs:
+            key = (r.method, r.question_id)
+            if key in seen:
+                raise RecordFileError(f"{r.method} on problem {r.question_id} is in {seen[key]} and in {path}; a problem belongs to one shard")
+            seen[key] = str(path)
+            records.append(r)
+    missing = sorted(expected - set(seen)) + [("*", f"shard {i}/{count}") for i in range(count) if i not in shards]
+    return {**header, "shard": {"merged": sorted(shards), "count": count}}, records, missing

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import evaluate, label, report, solve, train_qvm
+from . import evaluate, label, merge, report, solve, train_qvm
 from .common import CLIError
 
-COMMANDS = (solve, evaluate, report, label, train_qvm)
+COMMANDS = (solve, evaluate, report, merge, label, train_qvm)
 EXAMPLES = """examples:
   qstar eval --n 50
   qstar solve "Tyler is 20 years old. In two years his cousin Sarah will be thrice as old as Tyler is now. How old is Sarah now?" --tree tree.html

@@ -133,8 +133,8 @@ def add_server(p: argparse.ArgumentParser, *, values: bool = True) -> None:
     p.add_argument("--server", metavar="URL", action="append", default=None,
                    help="propose steps with the model served at URL: llama.cpp's llama-server, or an OpenAI-compatible server that "
                    "takes token-id prompts and returns token ids (vLLM); repeat for several, each problem stays on one. --model still "
-                   "names the model's directory or GGUF (tokenizer, chat template, settings); its weights load here only for a "
-                   "head-only --qvm without --value-server")  # fmt: skip
+                   "names the model's directory or GGUF (tokenizer, chat template, settings)"
+                   + ("; its weights load here only for a head-only --qvm without --value-server" if values else ", not its weights"))  # fmt: skip
     p.add_argument("--server-api", choices=("auto", "llama.cpp", "openai"), default="auto",
                    help="the servers' API (default auto: llama.cpp when GET /props answers, else OpenAI)")
     if values:
@@ -261,6 +261,28 @@ def add_task(p: argparse.ArgumentParser, *, seeds: str) -> None:
                    "MBPP (task_id, text, code, test_list) with --task mbpp, or HumanEval's format with --task humaneval")  # fmt: skip
     p.add_argument("--seeds", default=seeds, help=f"GSM-Symbolic seeds START:STOP, 100 problems each (default {seeds})")
     p.add_argument("--n", "--limit", dest="n", type=positive_int, default=None, help="use only the first N problems")
+
+
+def add_shard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="run only shard I of N (0 <= I < N): the problems whose id hashes to I, under any job runner; "
+                   "qstar merge joins the shards' record files")  # fmt: skip
+
+
+def apply_shard(args: argparse.Namespace, loaded: "LoadedTask") -> tuple[int, int] | None:
+    """Keeps the --shard I/N problems of ``loaded`` (by a stable hash of each id); (I, N) or None."""
+    from ..records import shard_of
+
+    if getattr(args, "shard", None) is None:
+        return None
+    try:
+        i, n = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        raise CLIError(f"--shard must look like I/N (e.g. 0/4), got {args.shard!r}") from None
+    if not 0 <= i < n:
+        raise CLIError(f"--shard {args.shard}: need 0 <= I < N")
+    loaded.problems = [p for p in loaded.problems if shard_of(p.id, n) == i]
+    return i, n
 
 
 def parse_range(text: str, name: str) -> range:

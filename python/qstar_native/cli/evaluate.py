@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from .common import (
-    CLIError, add_common, add_prompt, add_search, add_server, add_task, check_qvm, concurrency, load_qvm, load_task, output_dir, plan_model,
+    CLIError, add_common, add_prompt, add_search, add_server, add_shard, add_task, apply_shard, check_qvm, concurrency, load_qvm, load_task, output_dir, plan_model,
     policy_options, policy_settings, positive_int, qvm_name, search_options, server_options, setup_error, setup_torch, writable,
 )  # fmt: skip
 
@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   qstar eval --n 50
   qstar eval --seeds 0:5 --n 500 --methods greedy,best-of-n:16,beam:4,qstar --records run.jsonl --plot eval.png
   qstar eval --seeds 0:5 --n 500 --records run.jsonl --resume          # continue an interrupted run
+  qstar eval --seeds 0:5 --shard 2/8 --records shard2.jsonl             # one of 8 jobs; then: qstar merge shard*.jsonl --out run.jsonl
   qstar eval --model my_model --qvm my_qvm --data test.jsonl --task gsm8k --methods greedy,qstar
   qstar eval --model Qwen/Qwen2.5-0.5B-Instruct --apply-chat-template --data test.jsonl --task gsm8k --limit 50 --output-path runs/qwen
   qstar eval --task humaneval --model SmolLM2-135M-Instruct.Q4_1.gguf --apply-chat-template --qvm none --methods greedy,majority:8
@@ -51,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_search(p)
     add_prompt(p, fewshot=True)
     add_server(p)
+    add_shard(p)
     p.add_argument("--methods", default=None, help=f"comma-separated methods (default {DEFAULT_METHODS}; without a QVM {DEFAULT_METHODS_NO_QVM})")
     p.add_argument("--num-solutions", type=positive_int, default=1, help="Q* keeps searching until this many solutions, then answers with the best f (default 1)")
     p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     options = search_options(args)
     served = server_options(args)
     loaded = load_task(args, settings, purpose="eval")
+    shard = apply_shard(args, loaded)
     temperature = settings.temperature if options["temperature"] is None else options["temperature"]
     try:
         methods = parse_methods(default_methods(args) if args.methods is None else args.methods, k=args.k, lam=args.lam, temperature=temperature,
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     plan.check_task(loaded)
     hf_options = policy_options(args, loaded.task(plan.policy))
     fresh = args.records is not None and (not os.path.exists(args.records) or os.path.getsize(args.records) == 0)
-    writer = _writer(args, loaded, methods, options, settings)
+    writer = _writer(args, loaded, methods, options, settings, shard)
 
     from ..evaluation import compare, evaluate, format_comparisons, format_table, reports_from_records
     from ..policy.server import ServerError
@@ -179,7 +182,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _writer(args: argparse.Namespace, loaded: Any, methods: list[Any], options: dict[str, Any], settings: Any) -> Any:
+def _writer(args: argparse.Namespace, loaded: Any, methods: list[Any], options: dict[str, Any], settings: Any, shard: tuple[int, int] | None) -> Any:
     if args.records is None:
         return None
     from ..records import RecordFileError, RecordWriter
@@ -190,7 +193,10 @@ def _writer(args: argparse.Namespace, loaded: Any, methods: list[Any], options: 
     # What else changes the records (a file written before these existed resumes: only shared keys are compared).
     header["policy"] = {"dtype": args.dtype, "max_steps": settings.max_steps, "max_step_tokens": settings.max_step_tokens, "top_p": settings.top_p,
                         "min_p": args.min_p, "greedy_first": args.greedy_first, "chat_template": args.apply_chat_template,
-                        "system_instruction": args.system_instruction, "num_fewshot": args.num_fewshot, "served": bool(args.server)}  # fmt: skip
+                        "system_instruction": args.system_instruction, "num_fewshot": args.num_fewshot}  # fmt: skip
+    header["served"] = bool(args.server)  # a key of its own: files written before it existed still resume
+    if shard is not None:  # what qstar merge checks: the shard's problems, so a lost one is reported
+        header["shard"] = {"index": shard[0], "count": shard[1], "ids": [p.id for p in loaded.problems]}
     try:
         return RecordWriter(args.records, header, resume=args.resume)
     except RecordFileError as e:

@@ -7,14 +7,15 @@ import os
 import time
 
 from .common import (
-    CLIError, add_calculator, add_common, add_prompt, add_steps, add_task, finite, load_task, plan_model, policy_options, policy_settings,
-    positive_int, setup_error, setup_torch, writable,
+    CLIError, add_calculator, add_common, add_prompt, add_server, add_shard, add_steps, add_task, apply_shard, finite, load_task, plan_model,
+    policy_options, policy_settings, positive_int, setup_error, setup_torch, writable,
 )  # fmt: skip
 
 EXAMPLES = """examples:
   qstar label --seeds 2000:2003 --out labels.jsonl
   qstar label --seeds 2000:2003 --siblings 4 --rollouts 8 --out labels.jsonl    # sibling steps too
   qstar label --model my_model --data train.jsonl --task gsm8k --rollouts 8 --out labels.jsonl
+  qstar label --model SmolLM2.gguf --server http://gpu-box:8080 --shard 0/4 --out labels0.jsonl   # one of 4 jobs; cat the 4 files
 """
 
 
@@ -31,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_calculator(p)
     add_steps(p)
     add_prompt(p, fewshot=True)
+    add_server(p, values=False)
+    add_shard(p)
     p.add_argument("--out", required=True, help="label file (JSONL), created or resumed")
     p.add_argument("--trajectories", type=positive_int, default=4, help="solutions sampled per problem (default 4)")
     p.add_argument("--rollouts", type=positive_int, default=4, help="rollouts per (state, step) (default 4)")
@@ -43,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..labels import LabelWriter, label_problems
     from ..labels.rows import read_labels
+    from ..policy.server import ServerError
 
     if args.siblings < 0:
         raise CLIError(f"--siblings must be >= 0, got {args.siblings}")
@@ -58,15 +62,24 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {args.out} is not a label file ({e}); give a new path or a file written by qstar label") from None
     settings = policy_settings(args)
     loaded = load_task(args, settings, purpose="train")
+    apply_shard(args, loaded)  # label files hold rows alone: the shards' files concatenate (cat) into one
     plan = plan_model(args, settings, loaded.fewshot)
     plan.check_task(loaded)
     setup_torch(args)
     policy = plan.load()
     calculator = None if args.calculator is None else args.calculator == "on"  # unset: the policy's qstar.json
+    options = policy_options(args, loaded.task(policy))
     try:
-        hf = policy.hf_policy(calculator=calculator, seed=args.seed, **policy_options(args, loaded.task(policy)))
+        if args.server:
+            if calculator:
+                raise CLIError("--calculator on: the calculator writes into the decode, which runs on the server; use --calculator off")
+            hf = policy.server_policy(args.server, api=args.server_api, seed=args.seed, **options)
+        else:
+            hf = policy.hf_policy(calculator=calculator, seed=args.seed, **options)
     except ValueError as e:
         raise setup_error(e) from None
+    except ServerError as e:
+        raise CLIError(f"--server: {e}") from None
     start = time.perf_counter()
     with LabelWriter(args.out) as writer:
         run_ = label_problems(loaded.task(policy), hf, loaded.problems, writer=writer, trajectories=args.trajectories, rollouts=args.rollouts,
