@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   qstar eval --seeds 0:5 --n 500 --methods greedy,best-of-n:16,beam:4,qstar --records run.jsonl --plot eval.png
   qstar eval --seeds 0:5 --n 500 --records run.jsonl --resume          # continue an interrupted run
   qstar eval --seeds 0:5 --shard 2/8 --records shard2.jsonl             # one of 8 jobs; then: qstar merge shard*.jsonl --out run.jsonl
+  qstar eval --seeds 0:5 --records run.jsonl --ray ray://head:10001 --ray-workers 8   # the 8 shards on a Ray cluster
   qstar eval --model my_model --qvm my_qvm --data test.jsonl --task gsm8k --methods greedy,qstar
   qstar eval --model Qwen/Qwen2.5-0.5B-Instruct --apply-chat-template --data test.jsonl --task gsm8k --limit 50 --output-path runs/qwen
   qstar eval --task humaneval --model SmolLM2-135M-Instruct.Q4_1.gguf --apply-chat-template --qvm none --methods greedy,majority:8
@@ -65,6 +66,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-path", metavar="DIR", help="write records.jsonl, results.json, table.txt and plot.png (with matplotlib) "
                    "into DIR, created if missing; --records/--json/--plot still name their own files")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the eval as --ray-workers shards on Ray actors (a lost actor's shard is resubmitted and resumes from "
+                   "its record file), then merge them into --records; ADDRESS of a running cluster, or none for a local instance "
+                   "(pip install ray)")  # fmt: skip
+    p.add_argument("--ray-workers", type=positive_int, default=None, metavar="N", help="shards (one actor each) with --ray (default: the cluster's CPUs)")
     p.set_defaults(run=run)
 
 
@@ -87,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"qstar: warning: no plot in {out_dir}: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
     if args.resume and args.records is None:
         raise CLIError("--resume continues a --records FILE (or --output-path DIR); give it")
+    if args.ray is not None:
+        from .ray_eval import run as run_on_ray
+
+        return run_on_ray(args, getattr(args, "argv", []))
     for path, name in ((args.records, "--records"), (args.json, "--json"), (args.plot, "--plot")):
         writable(path, name)
     if args.plot is not None:
