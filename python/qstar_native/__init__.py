@@ -30,6 +30,7 @@ from .types import SearchResult, Solution, Stats, Step, as_tokens
 # name -> module that defines it; imported on first attribute access (PEP 562).
 _LAZY = {
     "HFPolicy": ".policy",
+    "ServerPolicy": ".policy",
     "QValueModel": ".value",
     "compose": ".value",
     "evaluate": ".evaluation",
@@ -42,7 +43,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .evaluation import EvalReport, compare, evaluate
-    from .policy import HFPolicy
+    from .policy import HFPolicy, ServerPolicy
     from .pretrained import load_policy
     from .solver import Solver, load_default
     from .value import QValueModel, compose
@@ -73,6 +74,7 @@ __all__ = [
     "SearchConfig",
     "SearchResult",
     "Searcher",
+    "ServerPolicy",
     "Solution",
     "Solver",
     "Stats",
