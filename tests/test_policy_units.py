@@ -9,12 +9,14 @@ import torch
 
 import numpy as np
 
-from qstar_native.policy import calculator, kv_pool, sampling
+from qstar_native import records
+from qstar_native.cli import ray_eval
+from qstar_native.policy import calculator, kv_pool, sampling, step_text, transport
 from qstar_native.policy.kv_pool import KVPool, blocks_for_capacity
 from qstar_native.policy.working_kv import WorkingKV
 
 
-@pytest.mark.parametrize("module", [kv_pool, sampling, calculator])
+@pytest.mark.parametrize("module", [kv_pool, sampling, calculator, step_text, transport, records, ray_eval])
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
 

@@ -203,8 +203,8 @@ def shard_of(problem_id: str, count: int) -> int:
     """The shard (0..count-1) a problem belongs to: a stable hash of its id, so any job runner
     that starts ``--shard i/n`` for every i covers every problem once.
 
-    >>> [shard_of("0001-3", 4), shard_of("0001-3", 4)]
-    [2, 2]
+    >>> [shard_of(i, 4) for i in ("0001-3", "0001-4", "0002-0")]
+    [0, 1, 0]
     """
     digest = hashlib.blake2b(str(problem_id).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little") % count
