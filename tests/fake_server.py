@@ -44,6 +44,7 @@ class FakeServer:
                  token_prompts: bool = True, slots: int = 4, hang: float = 3.0) -> None:  # fmt: skip
         self.script, self.api, self.max_n, self.token_ids, self.token_prompts = script, api, max_n, token_ids, token_prompts
         self.slots, self.hang = slots, hang
+        self.embed: Callable[[list[int]], list[float]] | None = None  # set it to serve /embeddings
         self.faults: list[str] = []
         self.requests: list[dict[str, Any]] = []  # every completion request's body, answered or not
         self.generated = 0  # tokens the "model" produced, answered or not
@@ -76,6 +77,10 @@ class FakeServer:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/embeddings" and server.embed is not None:  # llama.cpp's, pooled: one vector per input
+                    with server.lock:
+                        server.requests.append(body)
+                    return self._send(200, [{"index": i, "embedding": [server.embed(c)]} for i, c in enumerate(body["content"])])
                 path = {"llama.cpp": "/completion", "openai": "/v1/completions"}[server.api]
                 if self.path != path:
                     return self._send(404, {"error": "not found"})

@@ -201,3 +201,42 @@ def test_qstar_eval_with_a_server_loads_no_weights_and_marks_its_records(tmp_pat
         assert "use it with --server" in capsys.readouterr().err
         assert main([*argv[:-2], "--calculator", "on"]) == 2
         assert "--calculator off" in capsys.readouterr().err
+
+
+def test_embedding_qvm_scorer_applies_the_head_to_the_servers_hidden_states():
+    import torch
+
+    from qstar_native.value import QValueModel
+    from qstar_native.value.remote import EmbeddingQVMScorer
+
+    def hidden(ids):  # the "model's" last-token hidden state of a state
+        return [float(len(ids)), float(sum(ids) % 97), float(ids[-1]), 1.0]
+
+    qvm = QValueModel(hidden_size=4, head="linear", out_act="sigmoid", seed=0)
+    with FakeServer(by_seed) as srv:
+        srv.embed = hidden
+        with policy(srv, num_candidates=4, temperature=1.0) as p:
+            batch = Batch.of_states([enc("q1:"), enc("q2:zz")], k=4, temperature=1.0)
+            steps = p.propose(batch)
+            q = EmbeddingQVMScorer(qvm, srv.url, batch_size=3)(batch, steps)
+        states = [np.concatenate([batch.state(int(j)), s.tokens]) for j in range(2) for s in steps.of_node(j)]
+        expected = qvm.score_hidden(torch.tensor([hidden(s.tolist()) for s in states])).detach().double().numpy()
+        np.testing.assert_allclose(q, expected, rtol=1e-6)
+        assert all(r.get("embd_normalize") == -1 for r in srv.requests if "content" in r)  # raw hidden states, as the head was trained
+        srv.embed = lambda ids: [1.0, 2.0]
+        with pytest.raises(ServerError, match="the QVM reads width 4"):
+            EmbeddingQVMScorer(qvm, srv.url)(batch, steps)
+
+
+def test_a_head_only_qvm_over_a_server_loads_the_policy_weights_as_its_backbone(tmp_path):
+    from qstar_native.cli import main
+    from qstar_native.pretrained import load_tokenizer
+    from qstar_native.records import read_records
+
+    tok = load_tokenizer()
+    answer = tok("#### 42", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    with FakeServer(lambda p, s, t: answer) as srv:
+        out = tmp_path / "run.jsonl"
+        assert main(["eval", "--n", "2", "--methods", "best-of-n:2,qstar:4", "--no-progress", "--server", srv.url, "--records", str(out)]) == 0
+        _, records = read_records(out)
+        assert len(records) == 4 and all(r.answer == "42" for r in records)

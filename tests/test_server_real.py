@@ -122,3 +122,19 @@ def test_qstar_eval_through_the_server_writes_records_like_in_process(server, we
     same = sum(r["completion"] == greedy[r["question_id"]] for r in rs if r["method"] == "greedy")
     print(f"greedy completions equal on {same} of 10 problems")
     assert same >= 8
+
+
+def test_embeddings_endpoint_gives_the_policys_last_hidden_state(weights, loaded):
+    import torch
+
+    from qstar_native.value import QValueModel
+    from qstar_native.value.remote import EmbeddingQVMScorer
+
+    states = _prompts(loaded, 4)
+    with LlamaServer(weights[1], parallel=2, args=("--embeddings", "--pooling", "last", "-fa", "off")) as emb:
+        got = EmbeddingQVMScorer(QValueModel(hidden_size=576, head="linear"), emb.url).hidden_states(states)
+    with torch.no_grad():
+        ref = torch.stack([loaded.model.model(input_ids=torch.tensor(s)[None]).last_hidden_state[0, -1] for s in states])
+    err = (got - ref).norm(dim=1) / ref.norm(dim=1)
+    print(f"relative error of the server's hidden states: max {err.max():.2e}")
+    assert err.max() < 2e-3  # the same F32 weights; llama.cpp's CPU kernels differ in summation order and exp approximations (5e-4 measured)
