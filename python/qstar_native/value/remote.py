@@ -3,9 +3,10 @@
 A policy behind a server returns no hidden states, so a head trained on the policy's final hidden
 state needs them from elsewhere. :class:`EmbeddingQVMScorer` sends each child state's token ids
 to an embeddings endpoint that pools the *last* token without normalizing (llama.cpp:
-``llama-server --embeddings --pooling last`` on the policy's GGUF, ``POST /embeddings`` with
-``embd_normalize: -1``) and applies the head client-side. It is exact up to the server's
-arithmetic (same weights, the same final-norm hidden state HFPolicy hands the head) and costs one
+``llama-server --embeddings --pooling last -fa off`` on the policy's GGUF, ``POST /embeddings``
+with ``embd_normalize: -1``) and applies the head client-side. It reads the final-norm hidden
+state HFPolicy hands the head, up to the server's arithmetic (SmolLM2 in F32: 5e-4 relative
+error, tests/test_server_real.py), and costs one
 forward of each child state on that server (its prompt cache shares the prefix of siblings); the
 alternative without a second server, :class:`~.scorers.QVMScorer` in ``"sequence"`` mode with the
 policy's weights as backbone, costs the same forward client-side.
