@@ -3,6 +3,7 @@ steps cut client-side, counts, seeds, usage, retries, routing and refusals."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 import numpy as np
@@ -240,3 +241,23 @@ def test_a_head_only_qvm_over_a_server_loads_the_policy_weights_as_its_backbone(
         assert main(["eval", "--n", "2", "--methods", "best-of-n:2,qstar:4", "--no-progress", "--server", srv.url, "--records", str(out)]) == 0
         _, records = read_records(out)
         assert len(records) == 4 and all(r.answer == "42" for r in records)
+
+
+def test_malformed_answers_and_ctrl_c_leave_the_policy_usable():
+    import signal
+    import threading
+
+    with FakeServer(by_seed) as srv, policy(srv, num_candidates=2, temperature=1.0) as p:
+        srv.complete = lambda body, real=srv.complete: (200, {"choices": [{"index": 0, "token_ids": ["x"]}] * 2, "usage": {}})
+        with pytest.raises(ServerError, match="returns no generated token ids"):
+            p.propose([enc("q:")])
+        srv.complete = lambda body: (200, {"choices": []})
+        with pytest.raises(ServerError, match="without 2 choices"):
+            p.propose([enc("q:")])
+        del srv.complete  # the real one again
+        srv.hang, srv.faults = 5.0, ["hang"]
+        timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            p.propose([enc("q:")])
+        assert p.propose([enc("q:")]).count.sum() == 2

@@ -193,16 +193,17 @@ class Decoder:
         fin = np.full(len(rows), -1, np.int8)
         fin[r.length[rows] >= self.max_len] = _LENGTH
         fin[r.pos[rows] + 1 >= p.context_length] = _LENGTH  # the next position would not fit
-        fin[p.is_delim[last]] = _DELIM
-        fin[p.is_eos[last]] = _EOS
-        if p.stop_strings:
+        rules = p.text
+        fin[rules.is_delim[last]] = _DELIM
+        fin[rules.is_eos[last]] = _EOS
+        if rules.stop_strings:
             for i in np.flatnonzero(fin < 0).tolist():
                 text = p.tokenizer.decode(r.toks[rows[i], : r.length[rows[i]]].tolist())
-                if any(s in text for s in p.stop_strings):
+                if any(s in text for s in rules.stop_strings):
                     fin[i] = _STOP
         r.finish[rows] = fin
         if p.calculator is not None:  # only rows that just wrote "=" can be inside "<<expr="
-            for i in np.flatnonzero((fin < 0) & p.ends_eq[last]).tolist():
+            for i in np.flatnonzero((fin < 0) & rules.ends_eq[last]).tolist():
                 row = int(rows[i])
                 if not r.force[row]:
                     r.force[row] = p.calculator.force(p.tokenizer.decode(r.toks[row, : r.length[row]].tolist())) or None

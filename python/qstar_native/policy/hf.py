@@ -167,7 +167,6 @@ class HFPolicy:
             initial = self.max_blocks if kv_blocks else min(self.max_blocks, blocks_for_capacity(probe.layer_shapes, probe.dtype, block_size, kv_capacity=INITIAL_KV_BYTES, kv_blocks=None))
             self.pool = KVPool(probe.layer_shapes, initial, block_size, dtype=probe.dtype, device=self.runner.device)
             self.cache = PrefixCache(initial, block_size)
-        self._tables: tuple[np.ndarray, ...] | None = None
         self.reset_counters()
 
     # ---- counters and cache ----------------------------------------------------------------
@@ -191,14 +190,6 @@ class HFPolicy:
     def decode(self, ids: Tokens) -> str:
         """Token ids -> text, EOS left out (it ends a step; it is no part of the text)."""
         return self.text.decode(ids)
-
-    # the step rules, read by the decoder
-    step_delimiter = property(lambda self: self.text.step_delimiter)
-    stop_strings = property(lambda self: self.text.stop_strings)
-    eos_ids = property(lambda self: self.text.eos_ids)
-    is_delim = property(lambda self: self.text.is_delim)
-    is_eos = property(lambda self: self.text.is_eos)
-    ends_eq = property(lambda self: self.text.ends_eq)
 
     # ---- the policy ------------------------------------------------------------------------
 

@@ -155,8 +155,13 @@ class ServerPolicy:
         elif api == "llama.cpp":
             raise ServerError(f"{url}/props did not answer as llama.cpp's llama-server does; use api='openai' for other servers")
         else:
-            if model is None:
-                listed = self.transport.get(url, "/v1/models")
+            if model is None:  # servers that serve one model take requests without a name
+                try:
+                    listed = self.transport.get(url, "/v1/models")
+                except ServerError as e:
+                    if "refused the request" not in str(e):
+                        raise
+                    listed = None
                 data = listed.get("data") if isinstance(listed, dict) else None
                 model = str(data[0]["id"]) if data and isinstance(data[0], dict) and "id" in data[0] else None
             server = _Server(url, "openai", model, max_n)
@@ -168,9 +173,8 @@ class ServerPolicy:
                 raise ServerError(f"{url} refused a token-id prompt ({e}); qstar_native sends token ids, never re-tokenized text: "
                                   "use llama.cpp's llama-server, vLLM or another server that takes them") from None  # fmt: skip
             raise
-        if not answer.samples or answer.samples[0][0] is None:
-            raise ServerError(f"{url} returns no generated token ids ({server.api} API); qstar_native builds steps from token ids: use "
-                              "llama.cpp's llama-server (/completion) or vLLM (return_token_ids)")  # fmt: skip
+        if len(answer.samples[0][0]) == 0:  # one token was asked for: an empty list means the server sends none
+            _ints(url, server.api, None)
         return server
 
     def reset_counters(self) -> None:
@@ -323,9 +327,11 @@ class ServerPolicy:
         return _parse_openai(server.url, node, self.transport.post(server.url, "/v1/completions", body), n)
 
 
-def _ints(x: Any) -> np.ndarray | None:
-    if not isinstance(x, list) or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in x):
-        return None
+def _ints(url: str, api: str, x: Any) -> np.ndarray:
+    """A sample's generated token ids; ServerError when the answer has none (a text-only server)."""
+    if not isinstance(x, list) or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 2**31 for t in x):
+        raise ServerError(f"{url} returns no generated token ids ({api} API); qstar_native builds steps from token ids: use "
+                          "llama.cpp's llama-server (/completion) or vLLM (return_token_ids)")  # fmt: skip
     return np.array(x, np.int32)
 
 
@@ -341,10 +347,10 @@ def _parse_openai(url: str, node: int, doc: Any, n: int) -> _Answer:
     for c in sorted(choices, key=lambda c: c.get("index", 0)):
         lp = (c.get("logprobs") or {}).get("token_logprobs")
         logprobs = np.array([x if isinstance(x, (int, float)) else 0.0 for x in lp], np.float64) if isinstance(lp, list) else None
-        samples.append((_ints(c.get("token_ids")), logprobs, "length" if c.get("finish_reason") == "length" else "stop"))
+        samples.append((_ints(url, "openai", c.get("token_ids")), logprobs, "length" if c.get("finish_reason") == "length" else "stop"))
     usage = doc.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
-    generated = sum(len(s[0]) for s in samples if s[0] is not None)
+    generated = sum(len(s[0]) for s in samples)
     return _Answer(node, samples, int(usage.get("prompt_tokens") or 0), int(details.get("cached_tokens") or 0),
                    int(usage.get("completion_tokens") or generated))  # fmt: skip
 
@@ -357,7 +363,7 @@ def _parse_llama(url: str, node: int, doc: Any, n: int) -> _Answer:
     for r in sorted(results, key=lambda r: r.get("index", 0)):
         probs = r.get("completion_probabilities")
         logprobs = np.array([p.get("logprob", 0.0) for p in probs], np.float64) if isinstance(probs, list) else None
-        samples.append((_ints(r.get("tokens")) if r.get("tokens") else None, logprobs, "length" if r.get("stop_type") == "limit" else "stop"))
+        samples.append((_ints(url, "llama.cpp", r.get("tokens")), logprobs, "length" if r.get("stop_type") == "limit" else "stop"))
     first = results[0]  # the samples share one prompt pass; "timings" counts its cached and computed prompt tokens
     timings = first.get("timings") or {}
     return _Answer(node, samples, int(first.get("tokens_evaluated") or 0), int(timings.get("cache_n") or 0),
