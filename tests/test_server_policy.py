@@ -261,3 +261,15 @@ def test_malformed_answers_and_ctrl_c_leave_the_policy_usable():
         with pytest.raises(KeyboardInterrupt):
             p.propose([enc("q:")])
         assert p.propose([enc("q:")]).count.sum() == 2
+
+
+def test_qstar_solve_with_a_server(capsys, monkeypatch):
+    from qstar_native.cli import main
+    from qstar_native.pretrained import load_tokenizer
+
+    tok = load_tokenizer()
+    answer = tok("#### 42", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    monkeypatch.setattr("qstar_native.pretrained.load_policy", lambda *a, **k: pytest.fail("the weights loaded"))
+    with FakeServer(lambda p, s, t: answer) as srv:
+        assert main(["solve", "What is 6 times 7?", "--qvm", "none", "--calculator", "off", "--server", srv.url]) == 0
+    assert "42" in capsys.readouterr().out

@@ -6,8 +6,8 @@ import argparse
 
 from ..methods import QSTAR_EXPANSIONS
 from .common import (
-    CLIError, add_common, add_prompt, add_search, check_questions, check_qvm, concurrency, load_qvm, plan_model, policy_options, policy_settings,
-    positive_int, search_options, setup_error, setup_torch, writable,
+    CLIError, add_common, add_prompt, add_search, add_server, check_questions, check_qvm, concurrency, load_qvm, plan_model, policy_options, policy_settings,
+    positive_int, search_options, server_options, setup_error, setup_torch, writable,
 )  # fmt: skip
 
 EXAMPLES = """examples:
@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   qstar solve "..." --model my_model --qvm my_qvm --k 6 --max-expansions 100
   qstar solve --file questions.txt                 # one question a line, all searched together
   qstar solve "..." --model Qwen/Qwen2.5-0.5B-Instruct --apply-chat-template --max-steps 8 --max-step-tokens 128
+  qstar solve "..." --model model.gguf --apply-chat-template --server http://127.0.0.1:8080 --qvm none --calculator off
 """
 
 
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_common(p)
     add_search(p)
     add_prompt(p, fewshot=False)
+    add_server(p)
     p.add_argument("--max-expansions", type=positive_int, default=QSTAR_EXPANSIONS, help=f"expansion budget (default {QSTAR_EXPANSIONS})")
     p.add_argument("--tree", metavar="FILE", help="write the search tree: .html, .svg or .dot (one question only)")
     p.set_defaults(run=run)
@@ -60,6 +62,7 @@ def read_questions(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..policy.server import ServerError
     from ..solver import Solver
 
     items = read_questions(args)
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("--tree draws one search; give one question")
         writable(args.tree, "--tree")
     settings = policy_settings(args)
-    options = search_options(args) | policy_options(args)
+    options = search_options(args) | policy_options(args) | server_options(args)
     check_qvm(args)
     plan = plan_model(args, settings)
     plan.check([plan.policy.prompt(q) for q in questions], [name for name, _ in items])
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
                         concurrency=concurrency(args), **options)  # fmt: skip
     except ValueError as e:
         raise setup_error(e) from None
+    except ServerError as e:
+        raise CLIError(f"--server: {e}") from None
     results = solver.solve_many(questions)
     for q, result in zip(questions, results):
         if len(questions) > 1:
