@@ -7,7 +7,7 @@ records carry its label in the method name, so ``qstar report DIR/*.jsonl --refe
 prints the joint table and the paired differences.
 
 Each ``--variant`` is ``key=value`` pairs: Q* fields (lam, k, temperature, max_expansions,
-num_solutions, fallback, vote, batch_size) and policy options (greedy_first, min_p, top_p). One
+num_solutions, fallback, vote, batch_size, greedy_first) and policy options (min_p, top_p). One
 model load serves all; each variant's records go to ``--out DIR/<label>.jsonl``.
 
     python bench/qstar_sweep.py --seeds 990:1000 --n 200 --qvm my_qvm \\
@@ -32,9 +32,9 @@ from qstar_native.records import RecordWriter
 from qstar_native.tasks.load import load_problems
 from qstar_native.tasks.math_task import MathTask
 
-POLICY_KEYS = {"greedy_first": lambda v: bool(int(v)), "min_p": float, "top_p": float}
+POLICY_KEYS = {"min_p": float, "top_p": float}
 QSTAR_KEYS = {"lam": float, "k": int, "temperature": float, "max_expansions": int, "num_solutions": int, "batch_size": int,
-              "fallback": lambda v: bool(int(v)), "vote": lambda v: bool(int(v))}  # fmt: skip
+              "fallback": lambda v: bool(int(v)), "vote": lambda v: bool(int(v)), "greedy_first": lambda v: bool(int(v))}  # fmt: skip
 
 
 def parse_variant(text: str) -> tuple[dict, dict]:

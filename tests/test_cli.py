@@ -57,11 +57,11 @@ def test_eval_table_json_plot(qvm_dir, tmp_path, capsys):
             "--json", str(js), "--plot", str(png), "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    for name in ("greedy", "best_of_2_qvm", "beam_w2_k2", "qstar_lam1_k2_min_e4_fallback"):
+    for name in ("greedy", "best_of_2_qvm", "beam_w2_k2", "qstar_lam1_k2_min_e4_fallback_greedyfirst"):
         assert re.search(rf"^{name}\s+3\s", out, re.M), name
-    assert "qstar_lam1_k2_min_e4_fallback - greedy" in out and "McNemar" in out
+    assert "qstar_lam1_k2_min_e4_fallback_greedyfirst - greedy" in out and "McNemar" in out
     doc = json.loads(js.read_text())
-    assert [s["method"] for s in doc["summaries"]] == ["greedy", "best_of_2_qvm", "beam_w2_k2", "qstar_lam1_k2_min_e4_fallback"]
+    assert [s["method"] for s in doc["summaries"]] == ["greedy", "best_of_2_qvm", "beam_w2_k2", "qstar_lam1_k2_min_e4_fallback_greedyfirst"]
     assert all(len(r["records"]) == 3 for r in doc["reports"]) and len(doc["comparisons"]) == 3
     assert all(r["question"] and r["gold"] for rep in doc["reports"] for r in rep["records"])
     # every method saw the same problems, in the same order
@@ -104,7 +104,7 @@ def test_label_train_eval_pipeline(tmp_path, capsys):
     assert report["rows"] == len(rows) and report["mode"] == "hidden"
     capsys.readouterr()
     assert main(["eval", "--n", "1", "--qvm", str(qvm), "--methods", "qstar:2", "--k", "2", "--no-progress"]) == 0
-    assert "qstar_lam1_k2_min_e2_fallback" in capsys.readouterr().out
+    assert "qstar_lam1_k2_min_e2_fallback_greedyfirst" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ def test_report_remakes_the_table_from_record_files(tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^greedy\s+3\s", out, re.M) and "qstar_lam1_k2_min_e4_fallback - greedy" in out
+    assert re.search(r"^greedy\s+3\s", out, re.M) and "qstar_lam1_k2_min_e4_fallback_greedyfirst - greedy" in out
     assert main(["report", str(a), str(a)]) == 2  # the same (method, problem) twice
 
 

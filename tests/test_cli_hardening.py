@@ -353,7 +353,7 @@ def test_output_path_writes_records_table_and_plot(tmp_path, capsys):
     assert main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == ["plot.png", "records.jsonl", "results.json", "table.txt"]
     header = json.loads((out / "records.jsonl").read_text().splitlines()[0])
-    assert header["policy"] == {"dtype": "auto", "max_steps": 2, "max_step_tokens": 8, "top_p": 0.9, "min_p": 0.0, "greedy_first": False,
+    assert header["policy"] == {"dtype": "auto", "max_steps": 2, "max_step_tokens": 8, "top_p": 0.9, "min_p": 0.0, "greedy_first": "qstar",
                                 "chat_template": False, "system_instruction": None, "num_fewshot": 0}  # fmt: skip
     assert "greedy" in (out / "table.txt").read_text()
     capsys.readouterr()

@@ -10,6 +10,7 @@ import pytest
 
 from policy_tiny import char_tokenizer, step_logprob, tiny_model
 from qstar_native import Searcher
+from qstar_native.batch import Batch
 from qstar_native.evaluation import evaluate
 from qstar_native.methods import Beam, BestOfN, Context, Greedy, QStar
 from qstar_native.policy import HFPolicy, KVCapacityError
@@ -215,3 +216,17 @@ def test_greedy_first_puts_the_greedy_step_among_the_samples(model):
     assert greedy.texts[0] in texts and len(texts) > 1  # the greedy step, and sampled others
     plain = make_policy(model, temperature=1.5, num_candidates=4).propose([ROOT])
     assert plain.texts != texts  # the flag changes the first sample only, so the sets differ here
+
+
+def test_greedy_first_per_node_from_the_batch_equals_the_policy_option(model):
+    other = np.concatenate([ROOT, ROOT[:2]])
+    batch = Batch.of_states([ROOT, other], k=4, temperature=1.5, seed=7)
+    batch.greedy_first = np.array([True, False])
+    mixed = make_policy(model, temperature=1.5, num_candidates=4).propose(batch)
+    on = make_policy(model, temperature=1.5, num_candidates=4, greedy_first=True).propose([ROOT])
+    off = make_policy(model, temperature=1.5, num_candidates=4).propose([other])
+    assert [s.tokens.tolist() for s in mixed.of_node(0)] == [s.tokens.tolist() for s in on.of_node(0)]
+    assert [s.tokens.tolist() for s in mixed.of_node(1)] == [s.tokens.tolist() for s in off.of_node(0)]
+    seen = []
+    Searcher(lambda b: seen.append(b.greedy_first.tolist()) or [[] for _ in b], greedy_first=True).search(ROOT)
+    assert seen == [[True]]  # SearchConfig.greedy_first reaches the policy through the batch

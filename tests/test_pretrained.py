@@ -195,5 +195,5 @@ def test_greedy_first_proposes_the_greedy_step(policy, qvm_dir):
     first = Solver(policy, qvm, k=1, temperature=0.0, max_expansions=16).solve(QUESTION).steps[0].text
     for seed in range(3):
         solver = Solver(policy, qvm, k=3, temperature=1.5, max_expansions=4, seed=seed, greedy_first=True, min_p=0.05)
-        assert solver.setup.policy.greedy_first and solver.setup.policy.min_p == 0.05
+        assert solver.method.greedy_first and solver.method.config.greedy_first and solver.setup.policy.min_p == 0.05
         assert first in solver.solve(QUESTION).node_texts.values()

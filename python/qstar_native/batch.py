@@ -94,17 +94,19 @@ class Batch(Sequence[Node]):
     Iterating gives lazy :class:`Node` views, so callbacks written for a list of nodes work.
     """
 
-    __slots__ = ("engines", "problem", "node", "k", "temperature", "seed", "_tokens", "_info")
+    __slots__ = ("engines", "problem", "node", "k", "temperature", "seed", "greedy_first", "_tokens", "_info")
 
     def __init__(self, engines: Sequence["Engine"], problem: np.ndarray, node: np.ndarray, *, k: np.ndarray,
-                 temperature: np.ndarray, seed: np.ndarray) -> None:  # fmt: skip
+                 temperature: np.ndarray, seed: np.ndarray, greedy_first: np.ndarray | None = None) -> None:  # fmt: skip
         self.engines, self.problem, self.node = engines, problem, node
         self.k, self.temperature, self.seed = k, temperature, seed
+        self.greedy_first = np.zeros(len(node), np.bool_) if greedy_first is None else greedy_first
         self._tokens: tuple[np.ndarray, np.ndarray] | None = None
         self._info: dict[str, np.ndarray] = {}
 
     @classmethod
-    def of_states(cls, states: Sequence[Any], *, k: int | Sequence[int] = 1, temperature: float = 1.0, seed: int = 0) -> "Batch":
+    def of_states(cls, states: Sequence[Any], *, k: int | Sequence[int] = 1, temperature: float = 1.0, seed: int = 0,
+                  greedy_first: bool = False) -> "Batch":  # fmt: skip
         """A batch of bare token states (no engine), e.g. to call a policy directly.
 
         >>> b = Batch.of_states([[1, 2], [3]], k=4)
@@ -114,7 +116,7 @@ class Batch(Sequence[Node]):
         arrays = [as_tokens(s, f"states[{i}]") for i, s in enumerate(states)]
         n = len(arrays)
         out = cls([], np.zeros(n, np.int64), np.arange(n, dtype=np.int64), k=np.broadcast_to(np.asarray(k, np.int64), (n,)).copy(),
-                  temperature=np.full(n, float(temperature)), seed=np.full(n, int(seed), np.int64))  # fmt: skip
+                  temperature=np.full(n, float(temperature)), seed=np.full(n, int(seed), np.int64), greedy_first=np.full(n, bool(greedy_first)))  # fmt: skip
         lengths = np.fromiter((len(a) for a in arrays), np.int64, n)
         flat = np.concatenate(arrays) if arrays else np.zeros(0, np.int32)
         out._tokens = (flat.astype(np.int32, copy=False), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))

@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from . import _core
 from .types import Aggregate, Selection
 
@@ -58,7 +60,8 @@ class SearchConfig:
     time) and the best ``beam_width`` children survive; ``beam_width=None`` keeps all (sampling).
 
     Proposals: each expanded node asks the policy for ``k`` samples at ``temperature`` (0 is
-    greedy). With ``rollouts=True`` a node instead asks for as many samples as drew it (the root:
+    greedy); with ``greedy_first`` its first sample is greedy, so the greedy step is always among
+    them. With ``rollouts=True`` a node instead asks for as many samples as drew it (the root:
     ``k``), so the tree is ``k`` independent rollouts that share their common prefixes.
 
     Budgets: ``num_solutions`` (stop after that many), ``max_expansions``, ``max_nodes``,
@@ -75,6 +78,7 @@ class SearchConfig:
     batch_size: int = 1
     k: int = 4
     temperature: float = 1.0
+    greedy_first: bool = False
     rollouts: bool = False
     num_solutions: int | None = 1
     max_expansions: int | None = None
@@ -93,6 +97,8 @@ class SearchConfig:
             raise ValueError(f"lam must be a finite number, got {self.lam}")
         if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not math.isfinite(self.temperature) or self.temperature < 0:
             raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {self.temperature!r}")
+        if not isinstance(self.greedy_first, (bool, np.bool_)):
+            raise TypeError(f"greedy_first must be a bool, got {type(self.greedy_first).__name__}")
         _check_int("batch_size", self.batch_size, 1, False)
         _check_int("k", self.k, 1, False)
         for name in ("beam_width", "num_solutions", "max_expansions", "max_nodes", "max_steps", "max_tokens", "frontier_capacity", "vocab_size"):

@@ -223,6 +223,9 @@ class QStar:
             completed greedily (its tokens are counted) instead of nothing.
         vote: answer with the final answer that has the largest total weight ``exp(f)`` over the
             solutions found (ties to the best f), instead of the best solution's own answer.
+        greedy_first: each expansion's first proposal is the greedy step (the others sampled), so
+            the greedy path stays in reach; ``qstar eval`` and ``qstar solve`` turn it on (it won on
+            the development split, see the README).
 
     Every record's ``extra`` also says how rich the search was: ``distinct`` children per
     expansion, and ``tree_correct``, whether any finished path in the tree was right (the
@@ -240,6 +243,7 @@ class QStar:
     max_tokens: int | None = None
     fallback: bool = False
     vote: bool = False
+    greedy_first: bool = False
 
     def __post_init__(self) -> None:
         self.config  # noqa: B018 - fail fast on bad settings
@@ -247,16 +251,16 @@ class QStar:
     @property
     def name(self) -> str:
         """``qstar_lam{lam}_k{k}_{aggregate}``, then what differs from the CLI's defaults: the
-        expansion budget (``_e24``), solutions, vote, fallback."""
+        expansion budget (``_e24``), solutions, vote, fallback, greedy-first proposals."""
         sol = f"_sol{self.num_solutions}" if self.num_solutions > 1 else ""
         budget = f"_e{self.max_expansions}" if self.max_expansions not in (None, QSTAR_EXPANSIONS) else ""
-        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}{budget}{sol}" + ("_vote" if self.vote else "") + ("_fallback" if self.fallback else "")
+        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}{budget}{sol}" + ("_vote" if self.vote else "") + ("_fallback" if self.fallback else "") + ("_greedyfirst" if self.greedy_first else "")
 
     @property
     def config(self) -> SearchConfig:
         return SearchConfig(lam=self.lam, aggregate=self.aggregate, k=self.k, temperature=self.temperature, num_solutions=self.num_solutions,
                             max_steps=self.max_steps, batch_size=self.batch_size, max_expansions=self.max_expansions,
-                            max_tokens=self.max_tokens)  # fmt: skip
+                            max_tokens=self.max_tokens, greedy_first=self.greedy_first)  # fmt: skip
 
     def job(self, ctx: Context, problem: Any, seed: int) -> Job:
         start = time.perf_counter()
@@ -295,12 +299,13 @@ class QStar:
 
 
 def parse_methods(specs: str, *, k: int, lam: float, temperature: float, max_steps: int, num_solutions: int = 1,
-                  fallback: bool = False, has_qvm: bool = True, aggregate: Aggregate = "min") -> list[Any]:  # fmt: skip
+                  fallback: bool = False, has_qvm: bool = True, aggregate: Aggregate = "min", greedy_first: bool = False) -> list[Any]:  # fmt: skip
     """Methods from a comma-separated spec: ``greedy``, ``best-of-n[:N]`` (ranked by the QVM,
     default N 10), ``best-of-n-prm[:N]`` (ranked by the process reward, g), ``majority[:N]``
     (default 10), ``beam[:W]`` (default 4) and ``qstar[:E]`` (at most E expansions, default 48).
     ``aggregate``: how g combines step rewards (``min`` for math, ``last`` for code's syntax
-    reward). Raises :class:`MethodSpecError` naming the bad part."""
+    reward); ``greedy_first``: Q*'s proposals include the greedy step. Raises
+    :class:`MethodSpecError` naming the bad part."""
 
     def number(name: str, arg: str, default: int) -> int:
         if not arg:
@@ -326,7 +331,7 @@ def parse_methods(specs: str, *, k: int, lam: float, temperature: float, max_ste
             out.append(Beam(number(name, arg, 4), k, temperature=temperature, max_steps=max_steps, lam=lam, aggregate=aggregate))
         elif name == "qstar":
             out.append(QStar(lam=lam, k=k, num_solutions=num_solutions, fallback=fallback, temperature=temperature, aggregate=aggregate,
-                             max_steps=max_steps, max_expansions=number(name, arg, QSTAR_EXPANSIONS)))  # fmt: skip
+                             max_steps=max_steps, max_expansions=number(name, arg, QSTAR_EXPANSIONS), greedy_first=greedy_first))  # fmt: skip
         else:
             raise MethodSpecError(f"unknown method {spec!r}; pick from greedy, best-of-n[:N], best-of-n-prm[:N], majority[:N], beam[:W], qstar[:E]")
     if not out:

@@ -127,13 +127,13 @@ class _Live:
     _columns: dict = field(default_factory=dict)
 
     def columns(self, n: int) -> tuple[np.ndarray, ...]:
-        """problem (0), k, temperature and seed columns for ``n`` nodes of this search alone,
-        made once per size (the batch never writes them)."""
+        """problem (0), k, temperature, seed and greedy_first columns for ``n`` nodes of this
+        search alone, made once per size (the batch never writes them)."""
         cols = self._columns.get(n)
         if cols is None:
             cfg = self.request.config
             cols = self._columns[n] = (np.zeros(n, np.int64), np.full(n, cfg.k, np.int64), np.full(n, float(cfg.temperature)),
-                                       np.full(n, self.request.seed, np.int64))  # fmt: skip
+                                       np.full(n, self.request.seed, np.int64), np.full(n, bool(cfg.greedy_first)))  # fmt: skip
         return cols
 
 
@@ -249,7 +249,7 @@ class Scheduler:
         sizes = [len(ids) for _, ids in parts]
         if len(parts) == 1:  # one search: no concatenation
             (s0, node), n = parts[0], sizes[0]
-            problem, k, temperature, seed = s0.columns(n)
+            problem, k, temperature, seed, greedy_first = s0.columns(n)
             if s0.request.config.rollouts:
                 k = _k(s0.engine, node)
         else:
@@ -258,7 +258,8 @@ class Scheduler:
             k = np.concatenate([_k(s.engine, ids) for s, ids in parts])
             temperature = np.repeat(np.array([s.request.config.temperature for s, _ in parts], dtype=np.float64), sizes)
             seed = np.repeat(np.array([s.request.seed for s, _ in parts], dtype=np.int64), sizes)
-        batch = Batch(engines, problem, node, k=k, temperature=temperature, seed=seed)
+            greedy_first = np.repeat(np.array([s.request.config.greedy_first for s, _ in parts], dtype=np.bool_), sizes)
+        batch = Batch(engines, problem, node, k=k, temperature=temperature, seed=seed, greedy_first=greedy_first)
         steps: Steps | None = None
         taken = 0  # problems whose engine took its steps
         try:

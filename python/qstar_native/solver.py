@@ -97,8 +97,9 @@ class Solver:
         calculator: write every ``<<expr=value>>`` result during decode (see
             :mod:`qstar_native.policy.calculator`); None: the policy's setting.
         concurrency: questions searched at once by :meth:`solve_many`.
-        policy_options: further :class:`~qstar_native.policy.HFPolicy` arguments, such as
-            ``greedy_first=True`` (the greedy step always among the k proposals) or ``min_p``.
+        greedy_first: each expansion's first proposal is the greedy step (the development split's
+            choice; False samples all k).
+        policy_options: further :class:`~qstar_native.policy.HFPolicy` arguments, such as ``min_p``.
 
     Example:
         >>> solver = Solver.from_pretrained()  # the embedded default  # doctest: +SKIP
@@ -122,6 +123,7 @@ class Solver:
         seed: int = 0,
         calculator: bool | None = None,
         concurrency: int = 16,
+        greedy_first: bool = True,
         **policy_options: Any,
     ) -> None:
         self.policy, self.seed, self.concurrency = policy, int(seed), concurrency
@@ -129,7 +131,7 @@ class Solver:
                                   **policy_options)  # fmt: skip
         self.method = QStar(
             lam=lam, k=k, aggregate=aggregate, temperature=self.setup.temperature, max_steps=policy.settings.max_steps,
-            batch_size=batch_size, max_expansions=max_expansions, max_tokens=max_tokens,
+            batch_size=batch_size, max_expansions=max_expansions, max_tokens=max_tokens, greedy_first=greedy_first,
         )  # fmt: skip
 
     @classmethod

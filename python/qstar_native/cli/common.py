@@ -120,8 +120,9 @@ def add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=positive_int, default=4, help="next steps proposed per expansion (default 4)")
     p.add_argument("--lam", type=finite, default=1.0, help="weight of h in f = g + lam*h (default 1)")
     p.add_argument("--temperature", type=finite, default=None, help="sampling temperature (default: the policy's qstar.json)")
-    p.add_argument("--greedy-first", action="store_true",
-                   help="each expansion's first proposal is the greedy step (the other k-1 are sampled), so the greedy path is always in reach")
+    p.add_argument("--greedy-first", action=argparse.BooleanOptionalAction, default=None,
+                   help="each expansion's first proposal is the greedy step (the other k-1 are sampled), so the greedy path is always in "
+                   "reach; default: Q* only (it won on the development split); --greedy-first: every sampling method; --no-greedy-first: none")
     p.add_argument("--min-p", type=min_probability, default=0.0, help="drop tokens less likely than min-p times the most likely one (default 0: off)")
     p.add_argument("--concurrency", type=positive_int, default=None, help="searches in flight at once (default 16 on CPU, 64 on GPU)")
     add_steps(p)
@@ -182,7 +183,7 @@ def search_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def policy_options(args: argparse.Namespace, task: Any = None) -> dict[str, Any]:
-    """Further HFPolicy arguments: --greedy-first and --min-p where the command has them; a code
+    """Further HFPolicy arguments: --greedy-first (for every method) and --min-p where the command has them; a code
     task's terminal rule (the fence closes, the function body ends); with few-shot examples a step
     holding a final answer ends the solution (a base model goes on with another example instead of
     ending its turn)."""

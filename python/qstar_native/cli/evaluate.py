@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         methods = parse_methods(default_methods(args) if args.methods is None else args.methods, k=args.k, lam=args.lam, temperature=temperature,
                                 max_steps=settings.max_steps, num_solutions=args.num_solutions, fallback=args.fallback, has_qvm=has_qvm,
-                                aggregate=loaded.aggregate)  # fmt: skip
+                                aggregate=loaded.aggregate, greedy_first=args.greedy_first is not False)  # fmt: skip
     except MethodSpecError as e:
         raise CLIError(f"--methods: {e}") from None
     check_qvm(args)
@@ -202,7 +202,7 @@ def _writer(args: argparse.Namespace, loaded: Any, methods: list[Any], options: 
               "methods": [m.name for m in methods], "search": {k: v for k, v in options.items()}}  # fmt: skip
     # What else changes the records (a file written before these existed resumes: only shared keys are compared).
     header["policy"] = {"dtype": args.dtype, "max_steps": settings.max_steps, "max_step_tokens": settings.max_step_tokens, "top_p": settings.top_p,
-                        "min_p": args.min_p, "greedy_first": args.greedy_first, "chat_template": args.apply_chat_template,
+                        "min_p": args.min_p, "greedy_first": {None: "qstar", True: "all", False: "none"}[args.greedy_first], "chat_template": args.apply_chat_template,
                         "system_instruction": args.system_instruction, "num_fewshot": args.num_fewshot}  # fmt: skip
     header["served"] = bool(args.server)  # a key of its own: files written before it existed still resume
     if shard is not None:  # what qstar merge checks: the shard's problems, so a lost one is reported

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         writable(args.tree, "--tree")
     settings = policy_settings(args)
     options = search_options(args) | policy_options(args) | server_options(args)
+    options["greedy_first"] = args.greedy_first is not False  # Q*'s default (the development split's choice)
     check_qvm(args)
     plan = plan_model(args, settings)
     plan.check([plan.policy.prompt(q) for q in questions], [name for name, _ in items])

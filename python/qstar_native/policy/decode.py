@@ -136,7 +136,10 @@ class Decoder:
         u = uniforms(np.broadcast_to(seeds[:, None], samples.shape), np.maximum(samples, 0), t)
         dev = logits.device
         temp = self.temperature[torch.as_tensor(r.node[active], device=self.temperature.device)].to(dev)
-        greedy_first = torch.as_tensor(samples == 0, device=dev) if p.greedy_first else None
+        greedy_nodes = self.st.greedy_first
+        greedy_first = None
+        if greedy_nodes is not None and greedy_nodes.any():
+            greedy_first = torch.as_tensor((samples == 0) & greedy_nodes[r.node[active]][:, None], device=dev)
         tok = draw(logits, temp, p.top_p, torch.as_tensor(u, dtype=torch.float64, device=dev), min_p=p.min_p, greedy_samples=greedy_first)
         forced = [i for i, a in enumerate(active.tolist()) if r.force[a]]
         if forced:

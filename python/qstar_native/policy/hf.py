@@ -75,6 +75,7 @@ class _Prefill:
     node_seeds: np.ndarray  # uint64
     suffix: np.ndarray  # tokens run per node
     charged: np.ndarray  # prefill tokens charged per node (see the module NOTE)
+    greedy_first: np.ndarray | None = None  # per node: its first sample is greedy
 
 
 class HFPolicy:
@@ -89,8 +90,9 @@ class HFPolicy:
         num_candidates, temperature, seed: the defaults when ``propose`` gets bare states (a
             :class:`~qstar_native.batch.Batch` carries its own per node).
         top_p: nucleus sampling mass. min_p: drop tokens below ``min_p`` times the most likely.
-        greedy_first: a node's first sample takes the most likely token at every position, so
-            the greedy step is always among its candidates (the others are sampled).
+        greedy_first: every node's first sample takes the most likely token at every position, so
+            the greedy step is always among its candidates (the others are sampled); a batch asks
+            for it per node too (``Batch.greedy_first``, from ``SearchConfig.greedy_first``).
         max_step_tokens: a step longer than this is cut (finish ``"length"``).
         stop_strings: a step whose text contains one ends there and is terminal.
         is_terminal: ``f(line) -> bool`` marks further finished steps terminal (answer markers, the
@@ -223,6 +225,7 @@ class HFPolicy:
         try:
             own = (batch.info("kv_handle") >= 0) if batch.engines else None
             st = self._prefill(seqs, k, temperature, np.asarray(batch.seed, np.int64), pins, want_all=False, own=own)
+            st.greedy_first = np.asarray(batch.greedy_first, np.bool_) | self.greedy_first
             decoder = Decoder(self, st)
             retired = decoder.run()
             steps = self._steps(n, retired, st, decoder, seqs)

@@ -230,7 +230,8 @@ class ServerPolicy:
             for i, s in enumerate(states):
                 server = self.servers[self.server_of(s[: roots[i]] if roots[i] else s)]
                 seed = node_seed(int(batch.seed[i]), s)
-                for n_i, t, sd in self._requests(int(k[i]), float(temperature[i]), seed, server.max_n):
+                greedy = bool(batch.greedy_first[i]) or self.greedy_first
+                for n_i, t, sd in self._requests(int(k[i]), float(temperature[i]), seed, server.max_n, greedy):
                     futures.append(self._pool.submit(self._request, server, i, s, n=n_i, temperature=t, seed=sd, max_tokens=self.max_step_tokens))
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for f in done:
@@ -243,11 +244,11 @@ class ServerPolicy:
             raise
         return self._steps(n, states, answers)
 
-    def _requests(self, k: int, temperature: float, seed: int, cap: int | None) -> list[tuple[int, float, int]]:
+    def _requests(self, k: int, temperature: float, seed: int, cap: int | None, greedy_first: bool) -> list[tuple[int, float, int]]:
         """(n, temperature, seed) of each request for one node: the greedy sample first when
         asked, the rest split at the server's cap, seeds spaced so no two samples share one."""
         out = []
-        if self.greedy_first and temperature > 0:
+        if greedy_first and temperature > 0:
             out.append((1, 0.0, seed % 2**31))
             k -= 1
         step = cap or k or 1
