@@ -105,9 +105,10 @@ class Batch(Sequence[Node]):
         self._info: dict[str, np.ndarray] = {}
 
     @classmethod
-    def of_states(cls, states: Sequence[Any], *, k: int | Sequence[int] = 1, temperature: float = 1.0, seed: int = 0,
-                  greedy_first: bool = False) -> "Batch":  # fmt: skip
-        """A batch of bare token states (no engine), e.g. to call a policy directly.
+    def of_states(cls, states: Sequence[Any], *, k: int | Sequence[int] = 1, temperature: float | Sequence[float] = 1.0,
+                  seed: int | Sequence[int] = 0, greedy_first: bool | Sequence[bool] = False) -> "Batch":  # fmt: skip
+        """A batch of bare token states (no engine), e.g. to call a policy directly; each setting
+        one value for all, or one per state.
 
         >>> b = Batch.of_states([[1, 2], [3]], k=4)
         >>> b.offsets.tolist(), b.k.tolist()
@@ -115,8 +116,9 @@ class Batch(Sequence[Node]):
         """
         arrays = [as_tokens(s, f"states[{i}]") for i, s in enumerate(states)]
         n = len(arrays)
-        out = cls([], np.zeros(n, np.int64), np.arange(n, dtype=np.int64), k=np.broadcast_to(np.asarray(k, np.int64), (n,)).copy(),
-                  temperature=np.full(n, float(temperature)), seed=np.full(n, int(seed), np.int64), greedy_first=np.full(n, bool(greedy_first)))  # fmt: skip
+        col = lambda v, dtype: np.broadcast_to(np.asarray(v, dtype), (n,)).copy()  # noqa: E731
+        out = cls([], np.zeros(n, np.int64), np.arange(n, dtype=np.int64), k=col(k, np.int64), temperature=col(temperature, np.float64),
+                  seed=col(seed, np.int64), greedy_first=col(greedy_first, np.bool_))  # fmt: skip
         lengths = np.fromiter((len(a) for a in arrays), np.int64, n)
         flat = np.concatenate(arrays) if arrays else np.zeros(0, np.int32)
         out._tokens = (flat.astype(np.int32, copy=False), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))

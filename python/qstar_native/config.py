@@ -64,6 +64,11 @@ class SearchConfig:
     them. With ``rollouts=True`` a node instead asks for as many samples as drew it (the root:
     ``k``), so the tree is ``k`` independent rollouts that share their common prefixes.
 
+    Values: a child's h is the q of the step that made it; with ``lookahead`` it is the paper's
+    ``max`` over the q of the top-k steps proposed at the child, found by proposing there one
+    round early (:class:`~qstar_native.scheduler.PolicyExpand` does it; it costs a proposal
+    round per non-terminal child, expanded later or not).
+
     Budgets: ``num_solutions`` (stop after that many), ``max_expansions``, ``max_nodes``,
     ``max_steps`` (steps of a path), ``max_tokens`` (step tokens of all children),
     ``frontier_capacity`` (the worst open nodes beyond it are pruned). ``vocab_size`` rejects
@@ -79,6 +84,7 @@ class SearchConfig:
     k: int = 4
     temperature: float = 1.0
     greedy_first: bool = False
+    lookahead: bool = False
     rollouts: bool = False
     num_solutions: int | None = 1
     max_expansions: int | None = None
@@ -97,8 +103,9 @@ class SearchConfig:
             raise ValueError(f"lam must be a finite number, got {self.lam}")
         if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not math.isfinite(self.temperature) or self.temperature < 0:
             raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {self.temperature!r}")
-        if not isinstance(self.greedy_first, (bool, np.bool_)):
-            raise TypeError(f"greedy_first must be a bool, got {type(self.greedy_first).__name__}")
+        for flag in ("greedy_first", "lookahead"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise TypeError(f"{flag} must be a bool, got {type(getattr(self, flag)).__name__}")
         _check_int("batch_size", self.batch_size, 1, False)
         _check_int("k", self.k, 1, False)
         for name in ("beam_width", "num_solutions", "max_expansions", "max_nodes", "max_steps", "max_tokens", "frontier_capacity", "vocab_size"):

@@ -226,6 +226,8 @@ class QStar:
         greedy_first: each expansion's first proposal is the greedy step (the others sampled), so
             the greedy path stays in reach; ``qstar eval`` and ``qstar solve`` turn it on (it won on
             the development split, see the README).
+        lookahead: h of a node is the paper's max over the q of the k steps proposed at it
+            (proposed one round early), instead of the q of the step that made it.
 
     Every record's ``extra`` also says how rich the search was: ``distinct`` children per
     expansion, and ``tree_correct``, whether any finished path in the tree was right (the
@@ -244,6 +246,7 @@ class QStar:
     fallback: bool = False
     vote: bool = False
     greedy_first: bool = False
+    lookahead: bool = False
 
     def __post_init__(self) -> None:
         self.config  # noqa: B018 - fail fast on bad settings
@@ -254,13 +257,13 @@ class QStar:
         expansion budget (``_e24``), solutions, vote, fallback, greedy-first proposals."""
         sol = f"_sol{self.num_solutions}" if self.num_solutions > 1 else ""
         budget = f"_e{self.max_expansions}" if self.max_expansions not in (None, QSTAR_EXPANSIONS) else ""
-        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}{budget}{sol}" + ("_vote" if self.vote else "") + ("_fallback" if self.fallback else "") + ("_greedyfirst" if self.greedy_first else "")
+        return f"qstar_lam{self.lam:g}_k{self.k}_{self.aggregate}{budget}{sol}" + ("_vote" if self.vote else "") + ("_fallback" if self.fallback else "") + ("_greedyfirst" if self.greedy_first else "") + ("_lookahead" if self.lookahead else "")
 
     @property
     def config(self) -> SearchConfig:
         return SearchConfig(lam=self.lam, aggregate=self.aggregate, k=self.k, temperature=self.temperature, num_solutions=self.num_solutions,
                             max_steps=self.max_steps, batch_size=self.batch_size, max_expansions=self.max_expansions,
-                            max_tokens=self.max_tokens, greedy_first=self.greedy_first)  # fmt: skip
+                            max_tokens=self.max_tokens, greedy_first=self.greedy_first, lookahead=self.lookahead)  # fmt: skip
 
     def job(self, ctx: Context, problem: Any, seed: int) -> Job:
         start = time.perf_counter()
@@ -302,7 +305,8 @@ def parse_methods(specs: str, *, k: int, lam: float, temperature: float, max_ste
                   fallback: bool = False, has_qvm: bool = True, aggregate: Aggregate = "min", greedy_first: bool = False) -> list[Any]:  # fmt: skip
     """Methods from a comma-separated spec: ``greedy``, ``best-of-n[:N]`` (ranked by the QVM,
     default N 10), ``best-of-n-prm[:N]`` (ranked by the process reward, g), ``majority[:N]``
-    (default 10), ``beam[:W]`` (default 4) and ``qstar[:E]`` (at most E expansions, default 48).
+    (default 10), ``beam[:W]`` (default 4), ``qstar[:E]`` (at most E expansions, default 48) and
+    ``qstar-lookahead[:E]`` (h = max over the next k steps' q, the paper's).
     ``aggregate``: how g combines step rewards (``min`` for math, ``last`` for code's syntax
     reward); ``greedy_first``: Q*'s proposals include the greedy step. Raises
     :class:`MethodSpecError` naming the bad part."""
@@ -329,11 +333,13 @@ def parse_methods(specs: str, *, k: int, lam: float, temperature: float, max_ste
             out.append(BestOfN(number(name, arg, 10), "majority", temperature=temperature, max_steps=max_steps))
         elif name == "beam":
             out.append(Beam(number(name, arg, 4), k, temperature=temperature, max_steps=max_steps, lam=lam, aggregate=aggregate))
-        elif name == "qstar":
+        elif name in ("qstar", "qstar-lookahead"):
             out.append(QStar(lam=lam, k=k, num_solutions=num_solutions, fallback=fallback, temperature=temperature, aggregate=aggregate,
-                             max_steps=max_steps, max_expansions=number(name, arg, QSTAR_EXPANSIONS), greedy_first=greedy_first))  # fmt: skip
+                             max_steps=max_steps, max_expansions=number(name, arg, QSTAR_EXPANSIONS), greedy_first=greedy_first,
+                             lookahead=name == "qstar-lookahead"))  # fmt: skip
         else:
-            raise MethodSpecError(f"unknown method {spec!r}; pick from greedy, best-of-n[:N], best-of-n-prm[:N], majority[:N], beam[:W], qstar[:E]")
+            raise MethodSpecError(f"unknown method {spec!r}; pick from greedy, best-of-n[:N], best-of-n-prm[:N], majority[:N], beam[:W], qstar[:E], "
+                                  "qstar-lookahead[:E]")
     if not out:
         raise MethodSpecError("no method given; e.g. greedy,qstar")
     names = [m.name for m in out]

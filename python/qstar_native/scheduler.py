@@ -76,7 +76,14 @@ class PolicyExpand:
     """``policy.propose`` then ``scorer``: the expand callback of a policy (any object with
     ``propose(batch) -> Steps``). Without a scorer, reward = the step's log-probability, q = 0.
     Carries the policy's prefix cache (if any), so the scheduler links engines to it; pins of
-    steps a failed scorer leaves behind are released."""
+    steps a failed scorer leaves behind are released.
+
+    For the nodes of searches with ``SearchConfig.lookahead``, each non-terminal child's q becomes
+    the max q over the steps proposed at the child itself (the paper's h: max over the top-k next
+    steps), proposed and scored one round early with the search's own k, temperature, seed and
+    greedy_first, so they are the steps the child gets when it is expanded. Their tokens are
+    charged to the node whose children they rank.
+    """
 
     def __init__(self, policy: Any, scorer: Scorer | None = None) -> None:
         if not callable(getattr(policy, "propose", None)):
@@ -86,6 +93,15 @@ class PolicyExpand:
         self.policy, self.scorer, self.cache = policy, scorer, getattr(policy, "cache", None)
 
     def __call__(self, batch: Batch) -> Steps:
+        steps = self._scored(batch)
+        try:
+            self._look_ahead(batch, steps)
+        except BaseException:
+            self._unpin(steps)
+            raise
+        return steps
+
+    def _scored(self, batch: Batch) -> Steps:
         steps = self.policy.propose(batch)
         try:
             if self.scorer is None:
@@ -94,12 +110,40 @@ class PolicyExpand:
                 reward, q = self.scorer(batch, steps)
                 steps.reward, steps.q = _scores(reward, len(steps), "reward"), _scores(q, len(steps), "q")
         except BaseException:
-            if steps.kv_handles is not None and self.cache is not None:
-                for h in steps.kv_handles:
-                    if h >= 0:
-                        self.cache.unpin(int(h))
+            self._unpin(steps)
             raise
         return steps
+
+    def _unpin(self, steps: Steps) -> None:
+        if steps.kv_handles is not None and self.cache is not None:
+            for h in steps.kv_handles:
+                if h >= 0 and self.cache.has_pin(int(h)):
+                    self.cache.unpin(int(h))
+
+    def _look_ahead(self, batch: Batch, steps: Steps) -> None:
+        """h = max over the child's own proposals' q, for the children of lookahead searches
+        that are not terminal and not at their search's depth limit."""
+        if not batch.engines or not any(e.config.lookahead for e in batch.engines):
+            return
+        node = steps.node_index
+        p = batch.problem[node]
+        look = np.array([e.config.lookahead for e in batch.engines], np.bool_)[p]
+        limit = np.array([e.config.max_steps or 2**62 for e in batch.engines], np.int64)[p]
+        pick = np.flatnonzero(look & ~steps.terminal & (batch.info("depth")[node] + 1 < limit))
+        if len(pick) == 0:
+            return
+        off, j = steps.offsets, node[pick]
+        states = [np.concatenate([batch.state(int(a)), steps.tokens[off[i] : off[i + 1]]]) for i, a in zip(pick.tolist(), j.tolist())]
+        ahead = self._scored(Batch.of_states(states, k=batch.k[j], temperature=batch.temperature[j], seed=batch.seed[j],
+                                             greedy_first=batch.greedy_first[j]))  # fmt: skip
+        self._unpin(ahead)  # only their scores are kept; the child's expansion proposes them again
+        best = np.full(len(pick), -np.inf)
+        np.maximum.at(best, ahead.node_index, ahead.q)
+        has = ahead.num_children > 0
+        steps.q[pick[has]] = best[has]
+        for mine, theirs in ((steps.generated, ahead.generated), (steps.forwarded, ahead.forwarded)):
+            if mine is not None and theirs is not None:
+                np.add.at(mine, j, theirs)
 
 
 def _scores(x: Any, n: int, name: str) -> np.ndarray:

@@ -31,7 +31,8 @@ methods (NAME or NAME:N):
   best-of-n-prm[:N]  N sampled solutions (default 10), the one with the best process reward g kept
   majority[:N]       N sampled solutions (default 10), majority vote over final answers
   beam[:W]           step-level beam search, W beams (default 4), k proposals each, ranked by Q*'s f
-  qstar[:E]          Q*: A* on f = g + lam*h, at most E expansions (default 48)
+  qstar[:E]          Q*: A* on f = g + lam*h, at most E expansions (default 48); h = Q of the step that made the node
+  qstar-lookahead[:E] Q* with the paper's h: max Q over the k steps proposed at the node (one proposal round early)
 """
 
 DEFAULT_METHODS = "greedy,best-of-n,beam,qstar"
