@@ -48,7 +48,7 @@ from ..scheduler import PolicyExpand, Scorer
 from ..types import Tokens
 from .sampling import check_sampling, node_seed
 from .step_text import LineStarts, StepText
-from .transport import ServerError, Transport
+from .transport import ServerError, ServerRefused, Transport
 
 __all__ = ["ServerError", "ServerPolicy"]
 
@@ -147,9 +147,8 @@ class ServerPolicy:
         if api in ("auto", "llama.cpp"):
             try:
                 props = self.transport.get(url, "/props")
-            except ServerError as e:
-                if "refused the request" not in str(e):
-                    raise
+            except ServerRefused:  # no such endpoint: not llama.cpp
+                pass
         if isinstance(props, dict) and "total_slots" in props:
             server = _Server(url, "llama.cpp", None, max_n or int(props["total_slots"]) or None)
         elif api == "llama.cpp":
@@ -158,9 +157,7 @@ class ServerPolicy:
             if model is None:  # servers that serve one model take requests without a name
                 try:
                     listed = self.transport.get(url, "/v1/models")
-                except ServerError as e:
-                    if "refused the request" not in str(e):
-                        raise
+                except ServerRefused:
                     listed = None
                 data = listed.get("data") if isinstance(listed, dict) else None
                 model = str(data[0]["id"]) if data and isinstance(data[0], dict) and "id" in data[0] else None
@@ -168,11 +165,9 @@ class ServerPolicy:
         probe = np.asarray(self.tokenizer.encode("1", add_special_tokens=False) if hasattr(self.tokenizer, "encode") else [1], np.int64)[:1]
         try:
             answer = self._request(server, 0, probe, n=1, temperature=0.0, seed=0, max_tokens=1)
-        except ServerError as e:
-            if "refused the request" in str(e):
-                raise ServerError(f"{url} refused a token-id prompt ({e}); qstar_native sends token ids, never re-tokenized text: "
-                                  "use llama.cpp's llama-server, vLLM or another server that takes them") from None  # fmt: skip
-            raise
+        except ServerRefused as e:
+            raise ServerError(f"{url} refused a token-id prompt ({e}); qstar_native sends token ids, never re-tokenized text: "
+                              "use llama.cpp's llama-server, vLLM or another server that takes them") from None  # fmt: skip
         if len(answer.samples[0][0]) == 0:  # one token was asked for: an empty list means the server sends none
             _ints(url, server.api, None)
         return server

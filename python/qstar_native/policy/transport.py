@@ -20,12 +20,20 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ServerError", "Transport"]
+__all__ = ["ServerError", "ServerRefused", "Transport"]
 
 
 class ServerError(RuntimeError):
     """A server that cannot be reached, refuses a request, or answers what a policy cannot use.
     The message names the URL and the fix."""
+
+
+class ServerRefused(ServerError):
+    """The server answered 4xx: it is up, and will not do this request (``status``)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _Retryable(Exception):
@@ -100,7 +108,7 @@ class Transport:
             with self.lock:
                 self.requests += 1
             if resp.status >= 400:
-                raise ServerError(f"{base}{path} refused the request: {resp.status} {_snippet(raw)}")
+                raise ServerRefused(f"{base}{path} refused the request: {resp.status} {_snippet(raw)}", resp.status)
             try:
                 return json.loads(raw)
             except ValueError:
