@@ -31,7 +31,7 @@ import numpy as np
 
 from ._progress import progress_bar
 from .methods import Context, Method
-from .records import ProblemRecord, RecordFileError, RecordWriter, read_records
+from .records import ProblemRecord, RecordFileError, RecordWriter, read_records, unique_records
 from .scheduler import Expand, Scheduler
 
 __all__ = ["Comparison", "EvalReport", "Summary", "compare", "evaluate", "format_comparisons", "format_table", "load_reports",
@@ -264,16 +264,7 @@ def format_comparisons(comparisons: Sequence[Comparison]) -> str:
 def load_reports(paths: Sequence[str | os.PathLike[str]], *, reference: str | None = None) -> tuple[list[EvalReport], list[Comparison]]:
     """Every method's records from the files, and ``reference`` (default: the first Q* method)
     paired against each other method on the problems both answered."""
-    seen: dict[tuple[str, str], str] = {}
-    records: list[ProblemRecord] = []
-    for path in paths:
-        _, recs = read_records(path)
-        for r in recs:
-            key = (r.method, r.question_id)
-            if key in seen:
-                raise RecordFileError(f"{path}: {r.method} on {r.question_id} is also in {seen[key]}; give each (method, problem) once")
-            seen[key] = str(path)
-            records.append(r)
+    records = unique_records(((path, read_records(path)[1]) for path in paths), "give each (method, problem) once")
     reports = reports_from_records(records)
     names = [r.method for r in reports]
     if reference is not None and reference not in names:

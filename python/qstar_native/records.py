@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["ProblemRecord", "RecordFileError", "RecordWriter", "merge_records", "read_records", "shard_of"]
+__all__ = ["ProblemRecord", "RecordFileError", "RecordWriter", "merge_records", "read_records", "shard_of", "unique_records"]
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,21 @@ def _read_document(path: Path, text: str) -> tuple[dict[str, Any], list[ProblemR
     return header, [ProblemRecord.from_dict(r) for rep in doc["reports"] for r in rep["records"]]
 
 
+def unique_records(files: Iterable[tuple[Any, list[ProblemRecord]]], fix: str) -> list[ProblemRecord]:
+    """The records of several files (``(path, records)`` pairs), refusing a (method, problem) pair
+    two of them hold (RecordFileError ending with ``fix``)."""
+    seen: dict[tuple[str, str], Any] = {}
+    out: list[ProblemRecord] = []
+    for path, recs in files:
+        for r in recs:
+            key = (r.method, r.question_id)
+            if key in seen:
+                raise RecordFileError(f"{r.method} on problem {r.question_id} is in {seen[key]} and in {path}; {fix}")
+            seen[key] = path
+            out.append(r)
+    return out
+
+
 def shard_of(problem_id: str, count: int) -> int:
     """The shard (0..count-1) a problem belongs to: a stable hash of its id, so any job runner
     that starts ``--shard i/n`` for every i covers every problem once.
@@ -219,8 +234,7 @@ def merge_records(paths: list[str | os.PathLike[str]]) -> tuple[dict[str, Any], 
     if not paths:
         raise RecordFileError("no record files to merge")
     header: dict[str, Any] | None = None
-    seen: dict[tuple[str, str], str] = {}
-    records: list[ProblemRecord] = []
+    files: list[tuple[Any, list[ProblemRecord]]] = []
     expected: set[tuple[str, str]] = set()
     shards: dict[int, str] = {}
     count = None
@@ -241,11 +255,8 @@ def merge_records(paths: list[str | os.PathLike[str]]) -> tuple[dict[str, Any], 
             raise RecordFileError(f"{path} and {shards[shard['index']]} are both shard {shard['index']}/{count}; give each shard once")
         shards[shard["index"]] = str(path)
         expected.update((m, i) for m in h.get("methods", []) for i in shard["ids"])
-        for r in recs:
-            key = (r.method, r.question_id)
-            if key in seen:
-                raise RecordFileError(f"{r.method} on problem {r.question_id} is in {seen[key]} and in {path}; a problem belongs to one shard")
-            seen[key] = str(path)
-            records.append(r)
-    missing = sorted(expected - set(seen)) + [("*", f"shard {i}/{count}") for i in range(count) if i not in shards]
+        files.append((path, recs))
+    records = unique_records(files, "a problem belongs to one shard")
+    present = {(r.method, r.question_id) for r in records}
+    missing = sorted(expected - present) + [("*", f"shard {i}/{count}") for i in range(count) if i not in shards]
     return {**header, "shard": {"merged": sorted(shards), "count": count}}, records, missing
