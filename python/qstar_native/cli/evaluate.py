@@ -71,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="run the eval as --ray-workers shards on Ray actors (a lost actor's shard is resubmitted and resumes from "
                    "its record file), then merge them into --records; ADDRESS of a running cluster, or none for a local instance "
                    "(pip install ray)")  # fmt: skip
-    p.add_argument("--ray-workers", type=positive_int, default=None, metavar="N", help="shards (one actor each) with --ray (default: the cluster's CPUs)")
+    p.add_argument("--ray-workers", type=positive_int, default=None, metavar="N", help="shards (one actor each) with --ray (default: the cluster's CPUs; --resume needs the same N)")
     p.set_defaults(run=run)
 
 

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         n = args.ray_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         runner = ray.remote(num_cpus=1, max_restarts=0)(_ShardRunner)
-        jobs: dict[Any, tuple[int, Any, int]] = {}
+        jobs: dict[Any, tuple[int, Any, int]] = {}  # result ref -> (shard, actor handle: kept so the actor lives, tries)
 
         def submit(i: int, tries: int) -> None:
             actor = runner.remote()
