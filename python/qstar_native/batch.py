@@ -33,7 +33,7 @@ from .types import NodeStatus, Step, TokenArray, as_tokens
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["Batch", "Node", "Steps"]
+__all__ = ["Batch", "Node", "Steps", "step_states"]
 
 _STATUS: tuple[NodeStatus, ...] = tuple(_core.NODE_STATUSES)
 
@@ -331,6 +331,14 @@ class Steps:
             None if self.generated is None else self.generated[a:b], None if self.forwarded is None else self.forwarded[a:b],
             pick(self.finish),
         )  # fmt: skip
+
+
+def step_states(batch: Batch, steps: Steps, which: Sequence[int] | np.ndarray | None = None) -> list[np.ndarray]:
+    """Each step's child state: its node's state followed by the step's tokens (of the steps
+    ``which``, default all)."""
+    off, node = steps.offsets, steps.node_index
+    idx = range(len(steps)) if which is None else [int(i) for i in which]
+    return [np.concatenate([batch.state(int(node[i])), steps.tokens[off[i] : off[i + 1]]]) for i in idx]
 
 
 def _real(v: Any, name: str) -> float:

@@ -244,20 +244,19 @@ class LoadedPolicy:
     def hf_policy(self, *, calculator: bool | None = None, **kw: Any) -> HFPolicy:
         """An :class:`HFPolicy` over this model with this policy's step settings (and its
         calculator setting unless ``calculator`` says otherwise)."""
-        kw.setdefault("step_delimiter", self.settings.step_delimiter)
-        kw.setdefault("max_step_tokens", self.settings.max_step_tokens)
-        kw.setdefault("top_p", self.settings.top_p)
         use = self.settings.calculator if calculator is None else calculator
-        return HFPolicy(self.model, self.tokenizer, calculator=Calculator(self.encode) if use else None, **kw)
+        return HFPolicy(self.model, self.tokenizer, calculator=Calculator(self.encode) if use else None, **self._step_settings(kw))
 
     def server_policy(self, urls: Sequence[str], **kw: Any) -> ServerPolicy:
         """A :class:`~qstar_native.policy.server.ServerPolicy` for this model served at ``urls``
         (the server runs the same weights; this side needs the tokenizer only), with this
         policy's step settings."""
-        kw.setdefault("step_delimiter", self.settings.step_delimiter)
-        kw.setdefault("max_step_tokens", self.settings.max_step_tokens)
-        kw.setdefault("top_p", self.settings.top_p)
-        return ServerPolicy(urls, self.tokenizer, **kw)
+        return ServerPolicy(urls, self.tokenizer, **self._step_settings(kw))
+
+    def _step_settings(self, kw: dict[str, Any]) -> dict[str, Any]:
+        """Policy arguments with this policy's step settings where ``kw`` gives none."""
+        s = self.settings
+        return {"step_delimiter": s.step_delimiter, "max_step_tokens": s.max_step_tokens, "top_p": s.top_p, **kw}
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")

@@ -37,7 +37,7 @@ from typing import Any, Callable, Generator, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
-from .batch import Batch, Steps
+from .batch import Batch, Steps, step_states
 from .config import SearchConfig
 from .engine import Engine
 from .prefix_cache import CacheFullError, PrefixCache
@@ -132,9 +132,8 @@ class PolicyExpand:
         pick = np.flatnonzero(look & ~steps.terminal & (batch.info("depth")[node] + 1 < limit))
         if len(pick) == 0:
             return
-        off, j = steps.offsets, node[pick]
-        states = [np.concatenate([batch.state(int(a)), steps.tokens[off[i] : off[i + 1]]]) for i, a in zip(pick.tolist(), j.tolist())]
-        ahead = self._scored(Batch.of_states(states, k=batch.k[j], temperature=batch.temperature[j], seed=batch.seed[j],
+        j = node[pick]
+        ahead = self._scored(Batch.of_states(step_states(batch, steps, pick), k=batch.k[j], temperature=batch.temperature[j], seed=batch.seed[j],
                                              greedy_first=batch.greedy_first[j]))  # fmt: skip
         self._unpin(ahead)  # only their scores are kept; the child's expansion proposes them again
         best = np.full(len(pick), -np.inf)

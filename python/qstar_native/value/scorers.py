@@ -31,7 +31,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import torch
 
-from ..batch import Batch, Steps
+from ..batch import Batch, Steps, step_states
 from .qvm import QValueModel
 
 __all__ = [
@@ -97,12 +97,6 @@ class compose:  # noqa: N801 - used like a function: compose(reward=..., q=...)
 
     def __repr__(self) -> str:
         return f"compose(reward={_name(self.reward)}, q={_name(self.q)})"
-
-
-def step_states(batch: Batch, steps: Steps) -> list[np.ndarray]:
-    """Each step's child state: its node's state followed by the step's tokens."""
-    off, node = steps.offsets, steps.node_index
-    return [np.concatenate([batch.state(int(node[i])), steps.tokens[off[i] : off[i + 1]]]) for i in range(len(steps))]
 
 
 # ---- process rewards ------------------------------------------------------------------------
